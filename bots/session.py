@@ -1,0 +1,499 @@
+"""The generic bot: an app definition (YAML) driven through Playwright, one step at a time.
+
+Each step kind has one executor here. After steps that can change the page, the page is
+checked against the app's signals (session expired, busy, failing), so that trouble in the
+app becomes a retryable `AppUnavailableError` and a refusal a `BusinessError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from loguru import logger
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    FrameLocator,
+    Page,
+    Playwright,
+    Response,
+    async_playwright,
+)
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Locator as PwLocator
+from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+from bots.apps import find_action
+from bots.browser import CHROMIUM_ARGS, choose_browser, not_found
+from tasks.definition import (
+    ActionStep,
+    AppDefinition,
+    BusinessErrorIfStep,
+    CheckStep,
+    ClickStep,
+    DownloadStep,
+    ExpectStep,
+    ExtractStep,
+    ExtractTableStep,
+    FillStep,
+    GotoStep,
+    Locator,
+    PageSignal,
+    PressStep,
+    SelectStep,
+    StepModel,
+    WaitForArgs,
+    WaitForStep,
+    kind_of,
+)
+from tasks.errors import AppUnavailableError, BotError, BusinessError
+from tasks.plugins import BotOptions, ItemContext, StepOutcome
+from tasks.privacy import redact
+from tasks.secrets import Credentials
+from tasks.templates import render_tree
+
+_PAGE_STATE_JS = """() => [location.href, document.title,
+  document.body ? document.body.innerText.slice(0, 20000) : '']"""
+
+_TABLE_JS = """table => {
+  const rows = Array.from(table.querySelectorAll('tr'));
+  const head = rows.find(r => r.querySelector('th'));
+  const names = head ? Array.from(head.querySelectorAll('th')).map(c => c.innerText.trim()) : [];
+  return rows.filter(r => r !== head && r.querySelector('td')).map(r => {
+    const cells = Array.from(r.querySelectorAll('td')).map(c => c.innerText.trim());
+    const record = {};
+    cells.forEach((value, i) => { record[names[i] || ('kolom' + (i + 1))] = value; });
+    return record;
+  });
+}"""
+
+
+class LoginRefusedError(AppUnavailableError):
+    """The app did not accept the credentials."""
+
+
+class GenericBot:
+    """One browser for this process; every `open` gives a fresh, logged-in context."""
+
+    def __init__(self, app: AppDefinition, options: BotOptions) -> None:
+        self.app = app
+        self.name = app.name
+        self.options = options
+        self.base_url = options.base_url or app.base_url
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self._launching = asyncio.Lock()
+
+    async def browser(self) -> Browser:
+        """The browser, launched on first use."""
+        async with self._launching:
+            if self._browser is None:
+                self._playwright = await async_playwright().start()
+                chromium = self._playwright.chromium
+                choice = choose_browser(chromium.executable_path)
+                if choice is None:
+                    await self._playwright.stop()
+                    self._playwright = None
+                    raise not_found()
+                logger.debug("browser: {}", choice.origin)
+                self._browser = await chromium.launch(
+                    executable_path=choice.executable,
+                    headless=not self.options.headed,
+                    slow_mo=self.options.slow_mo_ms or None,
+                    args=list(CHROMIUM_ARGS),
+                )
+            return self._browser
+
+    async def open(self, credentials: Credentials | None) -> GenericSession:
+        """A new context, logged in; AppUnavailableError when the app cannot be reached."""
+        browser = await self.browser()
+        context = await browser.new_context(
+            base_url=self.base_url, accept_downloads=True, locale="nl-NL",
+            timezone_id="Europe/Amsterdam",
+        )
+        session = GenericSession(self, context, await context.new_page())
+        try:
+            await session.login(credentials)
+        except BaseException:
+            await session.close()
+            raise
+        return session
+
+    async def close(self) -> None:
+        """Close the browser and Playwright."""
+        if self._browser is not None:
+            await self._browser.close()
+            self._browser = None
+        if self._playwright is not None:
+            await self._playwright.stop()
+            self._playwright = None
+
+
+class GenericSession:
+    """A logged-in browser context for one app: performs steps and calls the app's actions."""
+
+    def __init__(self, bot: GenericBot, context: BrowserContext, page: Page) -> None:
+        self.bot = bot
+        self.app = bot.app
+        self.context = context
+        self.page = page
+        self.last_status: int | None = None
+        self.last_url = ""
+        self.dialogs: list[str] = []
+        self.logging_in = False
+        context.set_default_timeout(self.app.timeout_ms)
+        context.set_default_navigation_timeout(self.app.navigation_timeout_ms)
+        page.on("response", self._on_response)
+        page.on("dialog", self._on_dialog)
+
+    def _on_response(self, response: Response) -> None:
+        request = response.request
+        if request.is_navigation_request() and request.frame.parent_frame is None:
+            self.last_status = response.status
+            self.last_url = response.url
+
+    def _on_dialog(self, dialog: Any) -> None:
+        self.dialogs.append(redact(dialog.message))
+        asyncio.ensure_future(dialog.dismiss())
+
+    # --- login and page checks -------------------------------------------------------------
+
+    async def login(self, credentials: Credentials | None) -> None:
+        """Run the app's login steps and check that the session is logged in."""
+        context: dict[str, Any] = {}
+        if credentials is not None:
+            context["credentials"] = {
+                "username": credentials.username,
+                "password": credentials.password.get_secret_value(),
+            }
+        item = ItemContext(key="login", values={})
+        self.logging_in = True
+        try:
+            for step in self.app.login:
+                data = step.model_dump(exclude_none=True)
+                rendered = type(step).model_validate(render_tree(data, context))
+                await self.perform(rendered, item)
+        except BotError as exc:
+            raise AppUnavailableError(f"login failed: {exc}") from None
+        finally:
+            self.logging_in = False
+        url, _title, text = await self.page_state()
+        wanted = self.app.logged_in
+        positive = bool(wanted.texts or wanted.url_contains)
+        if _matches(self.app.session_expired, url, text, None) or (
+            positive and not _matches(wanted, url, text, self.last_status)
+        ):
+            raise LoginRefusedError(
+                f"login to {self.app.name} failed: still on {_path(url)} after logging in; "
+                "check the credentials"
+            )
+
+    async def page_state(self) -> tuple[str, str, str]:
+        """URL, title and visible text of the current page."""
+        try:
+            url, title, text = await self.page.evaluate(_PAGE_STATE_JS)
+        except PlaywrightError:
+            return self.page.url, "", ""
+        return str(url), str(title), str(text)
+
+    async def check_page(self) -> None:
+        """Raise AppUnavailableError when the page says the session expired, the app is busy or failing."""
+        url, title, text = await self.page_state()
+        status = self.last_status
+        where = _path(url)
+        if not self.logging_in and _matches(self.app.session_expired, url, text, status):
+            raise AppUnavailableError(f"session expired (at {where})")
+        if _matches(self.app.busy, url, text, status):
+            raise AppUnavailableError(f"{self.app.name} is busy (at {where})")
+        if _matches(self.app.failing, url, text, status):
+            raise AppUnavailableError(
+                f"{self.app.name} failed: HTTP {status} at {where}"
+                + (f" ({title})" if title else "")
+            )
+
+    # --- steps -------------------------------------------------------------------------------
+
+    async def perform(self, step: StepModel, item: ItemContext) -> StepOutcome:
+        """Do one rendered step."""
+        executor = _EXECUTORS[type(step)]
+        timeout = step.timeout_ms
+        try:
+            outcome = await executor(self, step, item, timeout)
+        except (BusinessError, AppUnavailableError):
+            raise
+        except PlaywrightTimeout as exc:
+            await self.check_page()
+            raise BotError(self._not_found(step, exc)) from None
+        except PlaywrightError as exc:
+            message = str(exc).splitlines()[0]
+            if "net::ERR_CONNECTION_REFUSED" in message or "net::ERR_" in message:
+                raise AppUnavailableError(
+                    f"{self.app.name} cannot be reached at {self.bot.base_url}: {message}"
+                ) from None
+            await self.check_page()
+            raise BotError(f"{kind_of(step)} failed on page {_path(self.page.url)}: {message}") from None
+        return outcome
+
+    def _not_found(self, step: StepModel, exc: Exception) -> str:
+        kind = kind_of(step)
+        args = getattr(step, kind)
+        what = args.describe() if isinstance(args, Locator) else kind
+        return (
+            f"element not found: {what} on page {_path(self.page.url)} "
+            f"(step {kind}, waited {self._timeout(step.timeout_ms)} ms)"
+        )
+
+    def _timeout(self, override: int | None) -> int:
+        return override or self.app.timeout_ms
+
+    def locate(self, locator: Locator) -> PwLocator:
+        """The Playwright locator for an element as the definition names it."""
+        root: Page | FrameLocator = self.page
+        if locator.frame:
+            root = self.page.frame_locator(f'frame[name="{locator.frame}"], iframe[name="{locator.frame}"]')
+        exact = locator.exact
+        if locator.label is not None:
+            found = root.get_by_label(locator.label, exact=exact)
+        elif locator.role is not None:
+            found = root.get_by_role(locator.role, name=locator.name, exact=exact)  # type: ignore[arg-type]
+        elif locator.text is not None:
+            found = root.get_by_text(locator.text, exact=exact)
+        elif locator.placeholder is not None:
+            found = root.get_by_placeholder(locator.placeholder, exact=exact)
+        elif locator.css is not None:
+            found = root.locator(locator.css)
+        else:
+            found = root.locator(f"xpath={locator.xpath}")
+        if locator.nth is not None:
+            return found.nth(locator.nth)
+        return found.first
+
+    async def settle(self) -> None:
+        """After a click or key press: wait for a started navigation to load, then check the page."""
+        try:
+            await self.page.wait_for_load_state("domcontentloaded")
+        except PlaywrightError:
+            pass
+        await self.check_page()
+
+    async def call(self, action: str, args: Mapping[str, Any], item: ItemContext) -> Any:
+        """Run a Python action of the app's module."""
+        function = find_action(self.app.name, action)
+        try:
+            return await function(self, dict(args))
+        except PlaywrightTimeout:
+            await self.check_page()
+            raise BotError(f"action {action} timed out on page {_path(self.page.url)}") from None
+        except PlaywrightError as exc:
+            await self.check_page()
+            raise BotError(f"action {action} failed: {str(exc).splitlines()[0]}") from None
+
+    async def evidence(self, name: str) -> Path | None:
+        """A full-page screenshot with every input and the app's personal fields masked."""
+        folder = self.bot.options.evidence_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.png"
+        masks = [self.page.locator("input, textarea, select")]
+        masks.extend(self.page.get_by_label(label) for label in self.bot.options.mask_labels)
+        await self.page.screenshot(path=path, full_page=True, mask=masks, timeout=10_000)
+        return path
+
+    async def close(self) -> None:
+        """Close the context; never raises."""
+        try:
+            await self.context.close()
+        except PlaywrightError:
+            pass
+
+
+# --- executors: one per step kind ---------------------------------------------------------------
+
+Executor = Callable[[GenericSession, Any, ItemContext, int | None], Awaitable[StepOutcome]]
+
+
+async def _goto(session: GenericSession, step: GotoStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+    try:
+        response = await session.page.goto(step.goto, timeout=timeout, wait_until="domcontentloaded")
+    except PlaywrightError as exc:
+        message = str(exc).splitlines()[0]
+        if "net::ERR_" in message:
+            raise AppUnavailableError(
+                f"{session.app.name} cannot be reached at {session.bot.base_url}"
+            ) from None
+        raise
+    if response is not None:
+        session.last_status = response.status
+    await session.check_page()
+    return StepOutcome(detail=f"HTTP {response.status if response else '-'}")
+
+
+async def _fill(session: GenericSession, step: FillStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+    await session.locate(step.fill).fill(step.fill.value, timeout=timeout)
+    return StepOutcome()
+
+
+async def _select(session: GenericSession, step: SelectStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+    args = step.select
+    target = session.locate(args)
+    if args.by == "value":
+        chosen = await target.select_option(value=args.value, timeout=timeout)
+    else:
+        chosen = await target.select_option(label=args.value, timeout=timeout)
+    if not chosen:
+        raise BotError(f"no option {args.value!r} in {args.describe()}")
+    return StepOutcome()
+
+
+async def _check(session: GenericSession, step: CheckStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+    value = step.check.checked
+    checked = value if isinstance(value, bool) else str(value).strip().lower() in {"true", "ja", "1", "yes"}
+    await session.locate(step.check).set_checked(checked, timeout=timeout)
+    return StepOutcome()
+
+
+async def _click(session: GenericSession, step: ClickStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+    await session.locate(step.click).click(timeout=timeout)
+    await session.settle()
+    return StepOutcome()
+
+
+async def _press(session: GenericSession, step: PressStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+    await session.locate(step.press).press(step.press.key, timeout=timeout)
+    await session.settle()
+    return StepOutcome()
+
+
+async def _wait(session: GenericSession, args: WaitForArgs, timeout: int | None) -> None:
+    limit = args.timeout_ms or timeout
+    if args.element is not None:
+        await session.locate(args.element).wait_for(state="visible", timeout=limit)
+    elif args.text is not None:
+        await session.page.get_by_text(args.text).first.wait_for(state="visible", timeout=limit)
+    elif args.url is not None:
+        pattern = re.compile(re.escape(args.url))
+        await session.page.wait_for_url(pattern, timeout=limit)
+
+
+async def _wait_for(session: GenericSession, step: WaitForStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+    await _wait(session, step.wait_for, timeout)
+    return StepOutcome()
+
+
+async def _expect(session: GenericSession, step: ExpectStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+    try:
+        await _wait(session, step.expect, timeout)
+    except PlaywrightTimeout:
+        await session.check_page()
+        args = step.expect
+        what = args.element.describe() if args.element else (
+            f"text {args.text!r}" if args.text else f"url {args.url!r}"
+        )
+        raise BotError(
+            args.message or f"expected {what} on page {_path(session.page.url)}, not there"
+        ) from None
+    return StepOutcome()
+
+
+async def _business_error_if(session: GenericSession, step: BusinessErrorIfStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+    args = step.business_error_if
+    if args.element is not None:
+        found = session.locate(args.element)
+    else:
+        assert args.text is not None
+        found = session.page.get_by_text(args.text).first
+    if await found.count() and await found.is_visible():
+        shown = (await found.inner_text()).strip()
+        raise BusinessError(redact(args.message or shown or "refused by the application"))
+    return StepOutcome()
+
+
+async def _extract(session: GenericSession, step: ExtractStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+    outputs: dict[str, Any] = {}
+    for name, field in step.extract.items():
+        target = session.locate(field)
+        if field.attribute:
+            outputs[name] = await target.get_attribute(field.attribute, timeout=timeout)
+        else:
+            outputs[name] = (await target.inner_text(timeout=timeout)).strip()
+    return StepOutcome(outputs=outputs, detail=", ".join(outputs))
+
+
+async def _extract_table(session: GenericSession, step: ExtractTableStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+    args = step.extract_table
+    rows: list[dict[str, Any]] = []
+    pages = 0
+    while True:
+        table = session.locate(args.table)
+        rows.extend(await table.evaluate(_TABLE_JS, timeout=timeout))
+        pages += 1
+        if args.next is None or pages >= args.max_pages:
+            break
+        next_link = session.locate(args.next)
+        if not await next_link.count():
+            break
+        await next_link.click(timeout=timeout)
+        await session.settle()
+    return StepOutcome(outputs={args.into: rows}, detail=f"{len(rows)} rows from {pages} pages")
+
+
+async def _download(session: GenericSession, step: DownloadStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+    args = step.download
+    folder = session.bot.options.evidence_dir.parent / "downloads"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        async with session.page.expect_download(timeout=args.timeout_ms or timeout) as info:
+            await session.locate(args.click).click(timeout=timeout)
+        download = await info.value
+    except PlaywrightTimeout:
+        await session.check_page()
+        raise BotError(
+            f"no download came after clicking {args.click.describe()} on page "
+            f"{_path(session.page.url)}"
+        ) from None
+    path = folder / download.suggested_filename
+    await download.save_as(path)
+    return StepOutcome(outputs={args.into: str(path)}, detail=path.name)
+
+
+async def _action(session: GenericSession, step: ActionStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+    result = await session.call(step.action.name, step.action.args, item)
+    if isinstance(result, StepOutcome):
+        return result
+    if isinstance(result, Mapping):
+        return StepOutcome(outputs=dict(result))
+    return StepOutcome()
+
+
+_EXECUTORS: dict[type[StepModel], Executor] = {
+    GotoStep: _goto,
+    FillStep: _fill,
+    SelectStep: _select,
+    CheckStep: _check,
+    ClickStep: _click,
+    PressStep: _press,
+    WaitForStep: _wait_for,
+    ExpectStep: _expect,
+    BusinessErrorIfStep: _business_error_if,
+    ExtractStep: _extract,
+    ExtractTableStep: _extract_table,
+    DownloadStep: _download,
+    ActionStep: _action,
+}
+
+
+def _matches(signal: PageSignal, url: str, text: str, status: int | None) -> bool:
+    if status is not None and status in signal.status:
+        return True
+    if any(part in url for part in signal.url_contains):
+        return True
+    return any(phrase in text for phrase in signal.texts)
+
+
+def _path(url: str) -> str:
+    parsed = urlparse(url)
+    return parsed.path or url

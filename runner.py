@@ -1,0 +1,476 @@
+"""klerk's command line: parses arguments, wires the rooms together, prints. No business rules here."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import webbrowser
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from loguru import logger
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+import bots
+import connectors
+from bots.apps import definition_path
+from tasks import __version__
+from tasks.definition import AppDefinition, Task
+from tasks.engine import Run, RunOptions, RunSummary
+from tasks.errors import DefinitionError, KlerkError
+from tasks.loading import find_task, load_model
+from tasks.privacy import redact
+from tasks.settings import Settings, settings, subject_key
+from tasks.states import ItemState, RunState
+from tasks.store import RunRecord, Store, WorkItemRecord
+
+app = typer.Typer(
+    help="klerk: robotic process automation for the back office of a Dutch municipality.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+runs_app = typer.Typer(help="Look at earlier runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+_debug = False
+
+EXIT_OK, EXIT_NOT_ALL_DONE, EXIT_BAD_INPUT, EXIT_ABORTED = 0, 1, 2, 3
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+def _wire() -> Settings:
+    bots.register_all()
+    connectors.register_all()
+    return settings()
+
+
+def _load(task_arg: str) -> tuple[Task, Path, AppDefinition]:
+    path = find_task(task_arg)
+    task = load_model(path, Task)
+    app_def = load_model(definition_path(task.app), AppDefinition)
+    return task, path, app_def
+
+
+@contextmanager
+def _operator_log(run_dir: Path, *, verbose: bool = False) -> Iterator[None]:
+    """The run's operator log (klerk.log): redacted, no local variables, errors not swallowed."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logger.remove()
+
+    def patch(record: Any) -> None:
+        record["message"] = redact(record["message"])
+
+    logger.configure(patcher=patch)
+    handlers = [
+        logger.add(
+            run_dir / "klerk.log",
+            level="DEBUG",
+            diagnose=False,
+            backtrace=False,
+            catch=False,
+            rotation="20 MB",
+            retention=5,
+            enqueue=False,
+        ),
+        logger.add(
+            sys.stderr,
+            level="DEBUG" if verbose else "ERROR",
+            diagnose=False,
+            backtrace=False,
+            catch=False,
+            format="<level>{level}</level>: {message}",
+        ),
+    ]
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            logger.remove(handler)
+
+
+def _progress_bar(total: int) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[states]}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def _execute(run: Run, record: RunRecord, store: Store) -> RunSummary:
+    """Run the stored items with a progress bar, stopping cleanly on Ctrl-C or SIGTERM."""
+    items = store.items(record.id)
+    total = len(items)
+    tally: dict[str, int] = {}
+    for item in items:
+        if ItemState(item.state).final:
+            tally[item.state] = tally.get(item.state, 0) + 1
+    with _operator_log(Path(run.runs_dir) / record.id), _progress_bar(total) as progress:
+        bar = progress.add_task(record.task, total=total, states="", completed=sum(tally.values()))
+
+        def advanced(item: WorkItemRecord) -> None:
+            tally[item.state] = tally.get(item.state, 0) + 1
+            states = " ".join(f"{state}:{n}" for state, n in sorted(tally.items()))
+            progress.update(bar, advance=1, states=states)
+
+        run.progress = advanced
+        logger.info("run {} of task {} started ({} items)", record.id, record.task, total)
+        return asyncio.run(_with_signals(run))
+
+
+async def _with_signals(run: Run) -> RunSummary:
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    signals_seen = 0
+
+    def stop() -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen == 1:
+            err.print(
+                "[yellow]Stopping after the current item(s); press Ctrl-C again to abandon them.[/]"
+            )
+            run.stop_requested.set()
+        elif main is not None:
+            main.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        return await run.execute()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _summary(summary: RunSummary) -> int:
+    table = Table(title=f"run {summary.run_id}", show_header=True)
+    table.add_column("")
+    table.add_column("", justify="right")
+    counts = summary.counts
+    for state in ItemState:
+        if counts.get(state.value):
+            table.add_row(state.value.replace("_", " "), str(counts[state.value]))
+    minutes = max(summary.duration, 1e-6) / 60
+    table.add_row("duration", f"{summary.duration:.1f} s")
+    table.add_row("items per minute", f"{summary.handled / minutes:.1f}")
+    table.add_row("results", str(summary.results_path or "-"))
+    table.add_row("run folder", str(summary.run_dir))
+    console.print(table)
+    if summary.state is RunState.INTERRUPTED:
+        console.print(f"Interrupted. Continue with: klerk resume {summary.run_id}")
+    elif summary.state is RunState.ABORTED:
+        err.print(f"[red]Run aborted:[/] {summary.message}")
+        err.print(f"Continue later with: klerk resume {summary.run_id}")
+    return summary.exit_code
+
+
+def _run_options(
+    input_file: Path | None,
+    results: Path | None,
+    concurrency: int | None,
+    limit: int | None,
+    headed: bool,
+    slow_mo: int,
+    app_url: str | None,
+    current: Settings,
+) -> RunOptions:
+    return RunOptions(
+        input=input_file,
+        results=results,
+        concurrency=concurrency,
+        limit=limit,
+        headed=headed,
+        slow_mo_ms=slow_mo,
+        base_url=app_url or current.app_url,
+        started_by=os.environ.get("KLERK_STARTED_BY") or f"user:{getpass.getuser()}",
+        subject_key=subject_key(current),
+    )
+
+
+@app.command()
+def run(
+    task: Annotated[str, typer.Argument(help="Task name (tasks/definitions/) or YAML file.")],
+    input_file: Annotated[Path | None, typer.Option("--input", "-i", help="Input file.")] = None,
+    results: Annotated[Path | None, typer.Option(help="Where to write the results.")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, max=32)] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
+    headed: Annotated[bool, typer.Option(help="Show the browser.")] = False,
+    slow_mo: Annotated[int, typer.Option(help="Slow every browser action by MS.")] = 0,
+    app_url: Annotated[str | None, typer.Option(help="Base URL of the app (override).")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Read and check everything; touch no app.")] = False,
+) -> None:
+    """Run a task: read the input, do every item in the app, write the results."""
+    current = _wire()
+    task_def, path, app_def = _load(task)
+    store = Store(current.database())
+    options = _run_options(input_file, results, concurrency, limit, headed, slow_mo, app_url,
+                           current)
+    the_run = Run(task_def, path, app_def, store, current.runs(), options,
+                  lock_stale_seconds=current.lock_stale_seconds)
+    if dry_run:
+        rows, headers, input_path = the_run.read_source()
+        bad = [row for row in rows if row.problem]
+        console.print(f"task {task_def.name}: {len(rows)} items from {input_path or 'no input'}")
+        console.print(f"columns: {', '.join(headers.values()) or '-'}")
+        console.print(f"app: {app_def.name} at {options.base_url or app_def.base_url}")
+        for row in bad:
+            console.print(f"  row {row.row} ({redact(row.key)}): {redact(row.problem or '')}")
+        console.print(f"{len(rows) - len(bad)} items would be entered; {len(bad)} have problems")
+        console.print(f"results would go to {the_run.results_path(input_path) or '-'}")
+        raise typer.Exit(EXIT_OK)
+    record = the_run.create()
+    raise typer.Exit(_summary(_execute(the_run, record, store)))
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run id (or a unique start of it).")],
+    concurrency: Annotated[int | None, typer.Option(min=1, max=32)] = None,
+    headed: Annotated[bool, typer.Option(help="Show the browser.")] = False,
+    app_url: Annotated[str | None, typer.Option(help="Base URL of the app (override).")] = None,
+) -> None:
+    """Continue an interrupted or aborted run: items found running are checked in the app first."""
+    current = _wire()
+    store = Store(current.database())
+    record = store.run(run_id)
+    if record is None:
+        raise KlerkError(f"no run {run_id!r}; see `klerk runs list`")
+    task_def, path, app_def = _load(record.definition_path)
+    base_url = app_url or record.options.get("base_url")
+    options = _run_options(None, None, concurrency, None, headed, 0, base_url, current)
+    the_run = Run(task_def, path, app_def, store, current.runs(), options,
+                  lock_stale_seconds=current.lock_stale_seconds)
+    the_run.reopen(record)
+    raise typer.Exit(_summary(_execute(the_run, record, store)))
+
+
+@runs_app.command("list")
+def runs_list(
+    task: Annotated[str | None, typer.Option(help="Only runs of this task.")] = None,
+    limit: Annotated[int, typer.Option(help="How many runs.")] = 20,
+) -> None:
+    """The latest runs, newest first."""
+    current = _wire()
+    store = Store(current.database())
+    table = Table("run", "task", "state", "started", "by", "items")
+    for record in store.runs(task, limit):
+        counts = store.counts(record.id)
+        summary = " ".join(f"{state}:{n}" for state, n in sorted(counts.items()))
+        started = record.started_at.astimezone().strftime("%d-%m-%Y %H:%M")
+        table.add_row(record.id, record.task, record.state, started, record.started_by, summary)
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="The run id (or a unique start of it).")],
+    open_report: Annotated[bool, typer.Option("--open", help="Open the run folder.")] = False,
+) -> None:
+    """One run: what ran, when, and every item with its state and message."""
+    current = _wire()
+    store = Store(current.database())
+    record = store.run(run_id)
+    if record is None:
+        raise KlerkError(f"no run {run_id!r}; see `klerk runs list`")
+    console.print(f"run      {record.id}\ntask     {record.task} ({record.definition_path})")
+    console.print(f"state    {record.state}  {record.message}")
+    console.print(f"started  {record.started_at.astimezone():%d-%m-%Y %H:%M:%S} by "
+                  f"{record.started_by} on {record.host}")
+    console.print(f"input    {record.input_path or '-'}\nresults  {record.results_path or '-'}")
+    table = Table("#", "key", "state", "attempts", "outputs", "message")
+    for item in store.items(record.id):
+        outputs = {k: v for k, v in item.outputs.items() if not isinstance(v, list)}
+        table.add_row(str(item.seq), redact(item.key), item.state, str(item.attempts),
+                      redact(json.dumps(outputs, ensure_ascii=False)) if outputs else "",
+                      redact(item.message))
+    console.print(table)
+    folder = current.runs() / record.id
+    console.print(f"folder   {folder}")
+    if open_report:
+        webbrowser.open(folder.as_uri())
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path] | None, typer.Argument(help="Task files; default: all.")] = None,
+) -> None:
+    """Check task definitions: every problem with file:line:column and a suggestion."""
+    _wire()
+    paths = files or sorted(Path(__file__).parent.joinpath("tasks", "definitions").glob("*.yaml"))
+    failed = 0
+    for path in paths:
+        try:
+            task = load_model(path, Task)
+            load_model(definition_path(task.app), AppDefinition)
+            _check_actions(task)
+        except DefinitionError as exc:
+            failed += 1
+            for problem in exc.problems:
+                err.print(problem, markup=False)
+            continue
+        console.print(f"{path}: ok")
+    if failed:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _check_actions(task: Task) -> None:
+    from bots.apps import find_action
+
+    if task.already_done is not None:
+        find_action(task.app, task.already_done.action)
+    for step in task.steps:
+        action = getattr(step, "action", None)
+        if action is not None:
+            find_action(task.app, action.name)
+    from tasks.plugins import make_sink, sink_kinds, source_kinds
+
+    del make_sink
+    if task.source.kind != "none" and task.source.kind not in source_kinds():
+        raise DefinitionError([f"unknown source kind {task.source.kind!r}; known: "
+                               f"{', '.join(source_kinds())}, none"])
+    if task.sink is not None and task.sink.kind not in sink_kinds():
+        raise DefinitionError([f"unknown sink kind {task.sink.kind!r}; known: "
+                               f"{', '.join(sink_kinds())}"])
+
+
+@app.command()
+def schema(
+    app_definitions: Annotated[bool, typer.Option("--apps", help="Schema of app files.")] = False,
+) -> None:
+    """Print the JSON Schema of task files (for editor completion)."""
+    model = AppDefinition if app_definitions else Task
+    console.print_json(json.dumps(model.model_json_schema()))
+
+
+@app.command("demo-app")
+def demo_app(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8650,
+    latency_ms: Annotated[int, typer.Option(help="Delay of every page.")] = 0,
+    error_rate: Annotated[float, typer.Option(help="Share of pages answered with HTTP 500.")] = 0.0,
+    busy_rate: Annotated[float, typer.Option(help="Share of 'systeem is bezet' pages.")] = 0.0,
+    session_lifetime: Annotated[float, typer.Option(help="Idle seconds until a session expires.")]
+    = 900.0,
+    random_ids: Annotated[bool, typer.Option(help="Field ids and names change per load.")] = False,
+    seed: Annotated[int | None, typer.Option(help="Seed for the faults.")] = None,
+    db: Annotated[str | None, typer.Option(help="SQLite file for the permits.")] = None,
+) -> None:
+    """Serve the demo application Parkeervergunningen on its own."""
+    from demo.faults import Faults
+    from demo.server import serve
+
+    faults = Faults(latency_ms=latency_ms, error_rate=error_rate, busy_rate=busy_rate,
+                    session_lifetime=session_lifetime, random_ids=random_ids, seed=seed)
+    console.print(f"Parkeervergunningen on http://127.0.0.1:{port} (Ctrl-C stops)")
+    serve(port=port, faults=faults, db_path=db)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port for the demo app.")] = 0,
+) -> None:
+    """Start the demo app, enter the sample applications, export the overview, stop the app."""
+    from demo.app import DEMO_PASSWORD, DEMO_USERNAME
+    from demo.server import DemoServer
+
+    current = _wire()
+    sample = Path(__file__).parent / "demo" / "data" / "aanvragen.xlsx"
+    work = (current.home / "var" / "demo").resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    today = work / "aanvragen.xlsx"
+    shutil.copyfile(sample, today)
+    os.environ.setdefault("KLERK_CRED_PARKEREN_USERNAME", DEMO_USERNAME)
+    os.environ.setdefault("KLERK_CRED_PARKEREN_PASSWORD", DEMO_PASSWORD)
+    store = Store(current.database())
+    codes = []
+    with DemoServer(port=port) as server:
+        console.print(f"demo app: {server.url}")
+        for task_name, input_file, results in (
+            ("vergunningen-invoeren", today, work / "aanvragen-resultaten.xlsx"),
+            ("vergunningen-exporteren", None, work / "vergunningen-overzicht.xlsx"),
+        ):
+            task_def, path, app_def = _load(task_name)
+            options = _run_options(input_file, results, None, None, False, 0, server.url, current)
+            the_run = Run(task_def, path, app_def, store, current.runs(), options,
+                          lock_stale_seconds=current.lock_stale_seconds)
+            record = the_run.create()
+            codes.append(_summary(_execute(the_run, record, store)))
+    console.print(f"\nResults are in {work}: aanvragen-resultaten.xlsx (one row per application, "
+                  "with status and zaaknummer) and vergunningen-overzicht.xlsx (every permit).")
+    console.print("The rows with status business_error are the sample's deliberate bad rows.")
+    raise typer.Exit(max(code for code in codes if code != EXIT_NOT_ALL_DONE) if any(
+        code not in (EXIT_OK, EXIT_NOT_ALL_DONE) for code in codes) else EXIT_OK)
+
+
+@app.command()
+def browser(
+    install: Annotated[bool, typer.Option(help="Install a Chromium when none is found.")] = False,
+) -> None:
+    """Say which Chromium klerk uses (and install one with --install)."""
+    from bots.browser import find_browser
+
+    console.print(find_browser(install=install).origin)
+
+
+@app.command()
+def version() -> None:
+    """Print klerk's version."""
+    console.print(__version__)
+
+
+def main() -> None:
+    """Entry point of the `klerk` console script."""
+    started = time.monotonic()
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except KlerkError as exc:
+        if _debug:
+            raise
+        err.print("[red]klerk:[/]", end=" ")
+        err.print(redact(str(exc)), markup=False, soft_wrap=True)
+        raise SystemExit(exc.exit_code) from None
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        raise SystemExit(EXIT_ABORTED) from None
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            raise SystemExit(EXIT_BAD_INPUT) from None
+        if _debug:
+            raise
+        err.print(f"[red]klerk: unexpected error:[/] {redact(f'{exc.__class__.__name__}: {exc}')}"
+                  "\nRun again with --debug for the traceback.")
+        raise SystemExit(EXIT_ABORTED) from None
+    finally:
+        del started
+
+
+if __name__ == "__main__":
+    main()

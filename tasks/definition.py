@@ -1,0 +1,452 @@
+"""The task, app and step definitions: pydantic models of the YAML files, and their JSON Schema.
+
+Every model forbids unknown keys, so a typo is an error with a suggestion, never ignored.
+Strings in steps are Jinja2 templates, rendered per work item by `tasks.templates`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from tasks.fields import FieldType
+
+
+class Model(BaseModel):
+    """Base of every definition model: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- locating elements -------------------------------------------------------------------------
+
+_LOCATOR_KEYS = ("label", "role", "text", "placeholder", "css", "xpath")
+
+
+class Locator(Model):
+    """An element named the way a person sees it; CSS or XPath only as a fallback.
+
+    Exactly one of label, role, text, placeholder, css, xpath. `name` goes with `role`.
+    """
+
+    label: str | None = Field(None, description="The text of the field's label.")
+    role: str | None = Field(None, description="ARIA role: button, link, textbox, checkbox, ...")
+    name: str | None = Field(None, description="Accessible name, with `role`.")
+    text: str | None = Field(None, description="Visible text of the element.")
+    placeholder: str | None = Field(None, description="Placeholder text of an input.")
+    css: str | None = Field(None, description="CSS selector (fallback).")
+    xpath: str | None = Field(None, description="XPath expression (fallback).")
+    exact: bool = Field(False, description="Match the text exactly instead of as a substring.")
+    nth: int | None = Field(None, description="Take the n-th match (0-based) when several match.")
+    frame: str | None = Field(None, description="Name of the frame that holds the element.")
+
+    @model_validator(mode="after")
+    def _one_way_to_locate(self) -> Locator:
+        given = [key for key in _LOCATOR_KEYS if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of label, role, text, placeholder, css, xpath"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.name is not None and self.role is None:
+            raise ValueError("`name` only goes with `role`")
+        return self
+
+    def describe(self) -> str:
+        """How the definition names the element, e.g. "label 'BSN'" or "role button 'Aanvragen'"."""
+        if self.role is not None:
+            return f"role {self.role}" + (f" {self.name!r}" if self.name else "")
+        for key in _LOCATOR_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                return f"{key} {value!r}"
+        return "element"  # unreachable: the validator demands one key
+
+
+class FillArgs(Locator):
+    """Type a value into a text field."""
+
+    value: str
+
+
+class SelectArgs(Locator):
+    """Choose an option of a drop-down by its visible text (or by value)."""
+
+    value: str
+    by: Literal["label", "value"] = "label"
+
+
+class CheckArgs(Locator):
+    """Tick (or untick) a checkbox, or choose a radio button."""
+
+    checked: bool | str = True
+
+
+class PressArgs(Locator):
+    """Press a key (Enter, Tab, ...) in an element."""
+
+    key: str
+
+
+class WaitForArgs(Model):
+    """Wait until an element is visible, a text appears, or the URL matches."""
+
+    element: Locator | None = None
+    text: str | None = None
+    url: str | None = None
+    timeout_ms: int | None = None
+
+    @model_validator(mode="after")
+    def _something_to_wait_for(self) -> WaitForArgs:
+        if sum(x is not None for x in (self.element, self.text, self.url)) != 1:
+            raise ValueError("give exactly one of element, text, url")
+        return self
+
+
+class ExpectArgs(WaitForArgs):
+    """Check that the page shows a text, an element, or has a URL; a system error when not."""
+
+    message: str | None = Field(None, description="What to report when the check fails.")
+
+
+class BusinessErrorIfArgs(Model):
+    """When the page shows this, the app refused the item: a business error, not retried."""
+
+    text: str | None = None
+    element: Locator | None = None
+    message: str | None = Field(
+        None, description="The message for the row; default: the text the page shows."
+    )
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> BusinessErrorIfArgs:
+        if (self.text is None) == (self.element is None):
+            raise ValueError("give exactly one of text, element")
+        return self
+
+
+class ExtractField(Locator):
+    """Read one value from the page into the item's outputs."""
+
+    attribute: str | None = Field(None, description="Read this attribute instead of the text.")
+
+
+class ExtractTableArgs(Model):
+    """Read the rows of a table into a list of records, following a 'next page' link."""
+
+    into: str = Field(description="Output name for the list of rows.")
+    table: Locator
+    next: Locator | None = Field(None, description="The link or button to the next page.")
+    max_pages: int = Field(1000, ge=1)
+
+
+class DownloadArgs(Model):
+    """Click something that downloads a file; keep the file and put its path in the outputs."""
+
+    click: Locator
+    into: str = Field("download", description="Output name for the saved file's path.")
+    timeout_ms: int | None = None
+
+
+class ActionArgs(Model):
+    """Call a Python action of the app's bot, for what YAML cannot say well."""
+
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepModel(Model):
+    """Common keys of every step."""
+
+    title: str | None = Field(None, description="A name for the step in reports and `--until`.")
+    timeout_ms: int | None = Field(None, ge=1, description="Override the app's default timeout.")
+
+
+class GotoStep(StepModel):
+    """Open a page of the app (a path relative to its base URL, or a full URL)."""
+
+    goto: str
+
+
+class FillStep(StepModel):
+    """Type a value into a field."""
+
+    fill: FillArgs
+
+
+class SelectStep(StepModel):
+    """Choose an option of a drop-down."""
+
+    select: SelectArgs
+
+
+class CheckStep(StepModel):
+    """Tick a checkbox or choose a radio button."""
+
+    check: CheckArgs
+
+
+class ClickStep(StepModel):
+    """Click a button, link or other element."""
+
+    click: Locator
+
+
+class PressStep(StepModel):
+    """Press a key in an element."""
+
+    press: PressArgs
+
+
+class WaitForStep(StepModel):
+    """Wait for an element, a text or a URL."""
+
+    wait_for: WaitForArgs
+
+
+class ExpectStep(StepModel):
+    """Check the page; a system error when the check fails."""
+
+    expect: ExpectArgs
+
+
+class BusinessErrorIfStep(StepModel):
+    """Report a refusal by the app as a business error."""
+
+    business_error_if: BusinessErrorIfArgs
+
+
+class ExtractStep(StepModel):
+    """Read values from the page into the item's outputs."""
+
+    extract: dict[str, ExtractField]
+
+
+class ExtractTableStep(StepModel):
+    """Read a (paginated) table into the item's outputs."""
+
+    extract_table: ExtractTableArgs
+
+
+class DownloadStep(StepModel):
+    """Download a file."""
+
+    download: DownloadArgs
+
+
+class ActionStep(StepModel):
+    """Call a Python action of the bot."""
+
+    action: ActionArgs
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _name_alone(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+STEP_KINDS: dict[str, type[StepModel]] = {
+    "goto": GotoStep,
+    "fill": FillStep,
+    "select": SelectStep,
+    "check": CheckStep,
+    "click": ClickStep,
+    "press": PressStep,
+    "wait_for": WaitForStep,
+    "expect": ExpectStep,
+    "business_error_if": BusinessErrorIfStep,
+    "extract": ExtractStep,
+    "extract_table": ExtractTableStep,
+    "download": DownloadStep,
+    "action": ActionStep,
+}
+
+
+def step_kind(value: Any) -> str | None:
+    """The kind of a step: the one key of the mapping that names a step kind."""
+    if isinstance(value, StepModel):
+        return next(kind for kind, model in STEP_KINDS.items() if isinstance(value, model))
+    if isinstance(value, dict):
+        kinds = [key for key in value if key in STEP_KINDS]
+        if len(kinds) == 1:
+            return kinds[0]
+    return None
+
+
+Step = Annotated[
+    Annotated[GotoStep, Tag("goto")]
+    | Annotated[FillStep, Tag("fill")]
+    | Annotated[SelectStep, Tag("select")]
+    | Annotated[CheckStep, Tag("check")]
+    | Annotated[ClickStep, Tag("click")]
+    | Annotated[PressStep, Tag("press")]
+    | Annotated[WaitForStep, Tag("wait_for")]
+    | Annotated[ExpectStep, Tag("expect")]
+    | Annotated[BusinessErrorIfStep, Tag("business_error_if")]
+    | Annotated[ExtractStep, Tag("extract")]
+    | Annotated[ExtractTableStep, Tag("extract_table")]
+    | Annotated[DownloadStep, Tag("download")]
+    | Annotated[ActionStep, Tag("action")],
+    Discriminator(
+        step_kind,
+        custom_error_type="unknown_step",
+        custom_error_message="not a known step",
+    ),
+]
+
+
+def kind_of(step: StepModel) -> str:
+    """The kind of a step model instance ('fill', 'click', ...)."""
+    kind = step_kind(step)
+    assert kind is not None
+    return kind
+
+
+def step_label(step: StepModel) -> str:
+    """A short description of a step for progress lines and the trail: its title or kind+target."""
+    if step.title:
+        return step.title
+    kind = kind_of(step)
+    args = getattr(step, kind)
+    if isinstance(args, Locator):
+        return f"{kind} {args.describe()}"
+    if isinstance(args, str):
+        return f"{kind} {args}"
+    if isinstance(args, ActionArgs):
+        return f"{kind} {args.name}"
+    return kind
+
+
+# --- sources and sinks ---------------------------------------------------------------------------
+
+
+class ColumnSpec(Model):
+    """How to read one column: its type, the header it has in the file, whether it may be empty."""
+
+    type: FieldType = FieldType.TEXT
+    header: str | None = Field(None, description="Header text in the file; default: the name.")
+    required: bool = True
+
+
+class SourceSpec(Model):
+    """Where the work items come from."""
+
+    kind: str = Field(description="xlsx, csv, or none (one work item without input).")
+    path: str | None = Field(None, description="File path; a template ('{{ input }}').")
+    sheet: str | None = Field(None, description="Sheet name (xlsx); default: the first sheet.")
+    header_row: int = Field(1, ge=1, description="Row number of the header row.")
+    key: str | None = Field(None, description="Column whose value identifies an item.")
+    subject: str | None = Field(None, description="Column holding the person's BSN.")
+    columns: dict[str, FieldType | ColumnSpec] = Field(
+        default_factory=dict, description="Typed columns by name; other columns are text."
+    )
+    encoding: Literal["auto", "utf-8", "utf-8-sig", "cp1252"] = "auto"
+    delimiter: Literal["auto", ";", ",", "\t"] = "auto"
+
+    def column(self, name: str) -> ColumnSpec:
+        """The spec of column `name` (text when the definition does not type it)."""
+        spec = self.columns.get(name)
+        if spec is None:
+            return ColumnSpec(required=False)
+        return spec if isinstance(spec, ColumnSpec) else ColumnSpec(type=spec)
+
+    @model_validator(mode="after")
+    def _key_for_files(self) -> SourceSpec:
+        if self.kind != "none":
+            if self.path is None:
+                raise ValueError(f"a {self.kind} source needs `path`")
+            if self.key is None:
+                raise ValueError(f"a {self.kind} source needs `key` (the column naming each item)")
+        return self
+
+
+class SinkSpec(Model):
+    """Where the results go."""
+
+    kind: str = Field(description="xlsx or csv.")
+    path: str = Field(description="File path; a template ('{{ input | results_path }}').")
+    sheet: str = "Resultaten"
+    columns: list[str] | None = Field(
+        None, description="Columns to write, in order; default: input, outputs, status, melding."
+    )
+    table: str | None = Field(
+        None, description="Write this extracted table (extract_table `into`) instead of items."
+    )
+
+
+class RetryPolicy(Model):
+    """How system errors are retried: attempts in all, and the wait between them."""
+
+    attempts: int = Field(3, ge=1, le=20)
+    backoff_seconds: float = Field(2.0, ge=0)
+    backoff_factor: float = Field(2.0, ge=1)
+    max_consecutive_system_errors: int = Field(
+        10, ge=1, description="Stop the run after this many items in a row failed (app dead)."
+    )
+
+
+class AlreadyDone(Model):
+    """The check whether an item was already entered in the app (used on resume)."""
+
+    action: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class Task(Model):
+    """A task definition: what to move from where to where, through which app, on what basis."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str = ""
+    app: str = Field(description="An app definition in bots/apps/.")
+    credentials: str | None = Field(
+        None,
+        pattern=r"^[A-Z][A-Z0-9_]*$",
+        description="KLERK_CRED_<NAME>_USERNAME / _PASSWORD or the OS keyring.",
+    )
+    processing_activity: str = Field(description="Entry in the register of processing activities.")
+    legal_basis: str = Field(min_length=3)
+    source: SourceSpec
+    steps: list[Step] = Field(min_length=1)
+    already_done: AlreadyDone | None = None
+    sink: SinkSpec | None = None
+    retry: RetryPolicy = RetryPolicy()
+    concurrency: int = Field(1, ge=1, le=32)
+    mask: list[str] = Field(
+        default_factory=list, description="Labels of fields to mask in screenshots."
+    )
+
+
+# --- applications ----------------------------------------------------------------------------
+
+
+class PageSignal(Model):
+    """How to recognise a kind of page: a text on it, a part of its URL, an HTTP status."""
+
+    texts: list[str] = Field(default_factory=list)
+    url_contains: list[str] = Field(default_factory=list)
+    status: list[int] = Field(default_factory=list)
+
+
+class AppDefinition(Model):
+    """A legacy application as klerk knows it: where it is, how to log in, how it misbehaves."""
+
+    name: str
+    description: str = ""
+    base_url: str
+    login: list[Step] = Field(default_factory=list)
+    logged_in: PageSignal = PageSignal()
+    session_expired: PageSignal = PageSignal()
+    busy: PageSignal = PageSignal()
+    failing: PageSignal = PageSignal(status=[500, 502, 503, 504])
+    timeout_ms: int = Field(10_000, ge=100)
+    navigation_timeout_ms: int = Field(30_000, ge=100)
+    mask: list[str] = Field(default_factory=list, description="Labels of personal fields.")

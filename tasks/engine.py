@@ -1,0 +1,755 @@
+"""How a run goes: read the source, persist work items, let N bot sessions work through them,
+record every action and outcome, retry system errors, and write the results from the store.
+
+The engine never sees a Playwright object: it talks to bots through `tasks.plugins`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import secrets
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from tasks import __version__
+from tasks.definition import (
+    AppDefinition,
+    BusinessErrorIfStep,
+    ExtractTableStep,
+    StepModel,
+    Task,
+    kind_of,
+    step_label,
+)
+from tasks.errors import (
+    AppUnavailableError,
+    AuditError,
+    BotError,
+    BusinessError,
+    DataError,
+    KlerkError,
+    RunAborted,
+)
+from tasks.plugins import (
+    Bot,
+    BotOptions,
+    BotSession,
+    ItemContext,
+    SourceRow,
+    make_bot,
+    make_sink,
+    make_source,
+)
+from tasks.privacy import add_secrets, redact
+from tasks.secrets import Credentials, load_credentials
+from tasks.states import ItemState, RunState
+from tasks.store import RunRecord, Store, WorkItemRecord, from_json, to_json, utcnow
+from tasks.templates import TemplateRenderError, render, render_tree
+from tasks.trail import STATUS_ERROR, STATUS_OK, Trail, new_operation_id, new_trace_id
+
+ProgressCallback = Callable[[WorkItemRecord], None]
+
+STATUS_COLUMN, MESSAGE_COLUMN = "status", "melding"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the person starting a run chose."""
+
+    input: Path | None = None
+    results: Path | None = None
+    concurrency: int | None = None
+    limit: int | None = None
+    headed: bool = False
+    slow_mo_ms: int = 0
+    base_url: str | None = None
+    started_by: str = "user"
+    subject_key: bytes = b""
+
+
+@dataclass
+class RunSummary:
+    """The outcome of a run, for the summary table and the exit code."""
+
+    run_id: str
+    state: RunState
+    counts: dict[str, int]
+    started: float
+    ended: float
+    results_path: Path | None
+    run_dir: Path
+    message: str = ""
+
+    @property
+    def duration(self) -> float:
+        """Seconds from start to end."""
+        return self.ended - self.started
+
+    @property
+    def handled(self) -> int:
+        """Items that reached a final state in this run."""
+        return sum(n for state, n in self.counts.items() if ItemState(state).final)
+
+    @property
+    def exit_code(self) -> int:
+        """0 all done; 1 finished with items not done; 3 aborted or interrupted."""
+        if self.state is not RunState.FINISHED:
+            return 3
+        not_done = sum(
+            n for state, n in self.counts.items() if state not in ("done", "skipped")
+        )
+        return 0 if not_done == 0 else 1
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's bytes, hex."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: 20261126-141502-3fa9c1."""
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def template_context(input_path: Path | None, run_id: str = "") -> dict[str, Any]:
+    """Variables every template may use besides `item`."""
+    return {
+        "input": str(input_path) if input_path else "",
+        "today": dt.date.today(),
+        "now": dt.datetime.now(),
+        "run": {"id": run_id},
+    }
+
+
+def resolve_path(template: str, input_path: Path | None) -> Path:
+    """A path from the definition, rendered with the run's variables."""
+    try:
+        return Path(render(template, template_context(input_path)))
+    except TemplateRenderError as exc:
+        raise DataError(f"cannot work out the path {template!r}: {exc}") from None
+
+
+def render_step(step: StepModel, context: Mapping[str, Any]) -> StepModel:
+    """A copy of `step` with every template rendered for one item."""
+    data = step.model_dump(exclude_none=True, exclude_defaults=True, by_alias=True)
+    data[kind_of(step)] = step.model_dump(exclude_none=True)[kind_of(step)]
+    rendered = render_tree(data, context)
+    return type(step).model_validate(rendered)
+
+
+class Run:
+    """One run of a task: new (`start`) or resumed (`resume`)."""
+
+    def __init__(
+        self,
+        task: Task,
+        task_path: Path,
+        app: AppDefinition,
+        store: Store,
+        runs_dir: Path,
+        options: RunOptions,
+        *,
+        lock_stale_seconds: float = 60.0,
+        progress: ProgressCallback | None = None,
+        credentials_loader: Callable[[str], Credentials] = load_credentials,
+    ) -> None:
+        self.task = task
+        self.task_path = task_path
+        self.app = app
+        self.store = store
+        self.runs_dir = runs_dir
+        self.options = options
+        self.lock_stale_seconds = lock_stale_seconds
+        self.progress = progress
+        self.credentials_loader = credentials_loader
+        self.stop_requested = asyncio.Event()
+        self.record: RunRecord | None = None
+        self.trail: Trail | None = None
+        self._consecutive_system_errors = 0
+        self._abort_reason = ""
+        self._run_operation = ""
+
+    # --- preparing ----------------------------------------------------------------------------
+
+    def read_source(self) -> tuple[list[SourceRow], dict[str, str], Path | None]:
+        """All rows of the source (limited by --limit), its headers and the input path."""
+        spec = self.task.source
+        if spec.kind == "none":
+            row = SourceRow(key=self.task.name, row=1, values={})
+            return [row], {}, None
+        assert spec.path is not None
+        input_path = self.options.input
+        path = resolve_path(spec.path, input_path) if input_path or "{{" not in spec.path else None
+        if path is None:
+            raise DataError(
+                f"task {self.task.name!r} reads {spec.path!r}: give the input file with --input"
+            )
+        source = make_source(spec, path)
+        rows = list(source.items())
+        if self.options.limit is not None:
+            rows = rows[: self.options.limit]
+        for warning in getattr(source, "warnings", []):
+            logger.warning(warning)
+        return rows, dict(source.headers()), path
+
+    def results_path(self, input_path: Path | None) -> Path | None:
+        """Where the results go: --results, else the sink's (templated) path."""
+        if self.options.results is not None:
+            return self.options.results
+        if self.task.sink is None:
+            return None
+        return resolve_path(self.task.sink.path, input_path)
+
+    def create(self) -> RunRecord:
+        """Read the input and store a new run with its work items; nothing is done in the app."""
+        rows, headers, input_path = self.read_source()
+        run_id = new_run_id()
+        results = self.results_path(input_path)
+        record = RunRecord(
+            id=run_id,
+            task=self.task.name,
+            definition_path=str(self.task_path.resolve()),
+            definition_sha256=sha256_file(self.task_path),
+            input_path=str(input_path.resolve()) if input_path else None,
+            input_sha256=sha256_file(input_path) if input_path else None,
+            results_path=str(results.resolve()) if results else None,
+            state=RunState.RUNNING.value,
+            started_by=self.options.started_by,
+            host=socket.gethostname(),
+            started_at=utcnow(),
+            message="",
+            options={
+                "concurrency": self.concurrency,
+                "limit": self.options.limit,
+                "trace_id": new_trace_id(),
+                "base_url": self.options.base_url,
+            },
+            headers=headers,
+        )
+        self.store.acquire_lock(self.task.name, run_id, self.lock_stale_seconds)
+        done_before = self.store.done_before(self.task.name, [row.key for row in rows])
+        items = []
+        for seq, row in enumerate(rows, start=1):
+            items.append(
+                WorkItemRecord(
+                    run_id=run_id,
+                    seq=seq,
+                    task=self.task.name,
+                    key=row.key,
+                    row=row.row,
+                    state=ItemState.PENDING.value,
+                    attempts=0,
+                    values=to_json(dict(row.values)),
+                    subject=row.subject,
+                    outputs={},
+                    message="",
+                    updated_at=utcnow(),
+                )
+            )
+        self.store.create_run(record)
+        self.store.add_items(items)
+        self.record = record
+        self._open_trail()
+        self._run_operation = self._trail().record(
+            "run_started",
+            action="start",
+            obj=f"task {self.task.name}",
+            extra={
+                "klerk.started_by": self.options.started_by,
+                "klerk.version": __version__,
+                "klerk.definition_path": record.definition_path,
+                "klerk.input_file": input_path.name if input_path else "",
+                "klerk.input_sha256": record.input_sha256 or "",
+                "klerk.items": len(items),
+            },
+            sync=True,
+        )
+        problems = {row.key: row.problem for row in rows if row.problem}
+        for item in items:
+            if item.key in problems:
+                self._finish_item(item, ItemState.BUSINESS_ERROR, problems[item.key] or "")
+            elif item.key in done_before:
+                earlier_run, outputs = done_before[item.key]
+                self._finish_item(
+                    item,
+                    ItemState.SKIPPED,
+                    f"al verwerkt in run {earlier_run}",
+                    outputs=from_json(outputs),
+                )
+        return record
+
+    def reopen(self, record: RunRecord) -> None:
+        """Take up a stored run again: system errors get another chance, running items are
+        checked in the app (already_done) before they are entered again."""
+        if record.state == RunState.RUNNING.value:
+            holder = self.store.lock_holder(record.task)
+            if holder is not None and holder.run_id == record.id:
+                logger.info("run {} was left running; taking it over", record.id)
+        if sha256_file(self.task_path) != record.definition_sha256:
+            logger.warning(
+                "the task definition {} changed since run {} started", self.task_path, record.id
+            )
+        self.store.acquire_lock(self.task.name, record.id, self.lock_stale_seconds)
+        self.store.reopen_run(record.id)
+        self.record = record
+        for item in self.store.items(record.id, [ItemState.SYSTEM_ERROR]):
+            self.store.transition(item, ItemState.PENDING, message="")
+        self._open_trail()
+        self._run_operation = self._trail().record(
+            "run_resumed",
+            action="resume",
+            obj=f"task {self.task.name}",
+            extra={"klerk.started_by": self.options.started_by, "klerk.version": __version__},
+            sync=True,
+        )
+
+    @property
+    def concurrency(self) -> int:
+        """How many browser contexts work at once."""
+        return self.options.concurrency or self.task.concurrency
+
+    def _open_trail(self) -> None:
+        assert self.record is not None
+        self.trail = Trail(
+            self.run_dir / "audit.jsonl",
+            run_id=self.record.id,
+            trace_id=str(self.record.options.get("trace_id") or new_trace_id()),
+            task=self.task.name,
+            definition_sha256=self.record.definition_sha256,
+            app=self.app.name,
+            processing_activity=self.task.processing_activity,
+            legal_basis=self.task.legal_basis,
+            actor=self.options.started_by,
+            subject_key=self.options.subject_key,
+        )
+
+    def _trail(self) -> Trail:
+        assert self.trail is not None
+        return self.trail
+
+    @property
+    def run_dir(self) -> Path:
+        """runs/<run-id>/."""
+        assert self.record is not None
+        return self.runs_dir / self.record.id
+
+    # --- running ---------------------------------------------------------------------------
+
+    async def execute(self) -> RunSummary:
+        """Work through the pending items of the stored run and write the results."""
+        assert self.record is not None
+        started = time.time()
+        run_id = self.record.id
+        state = RunState.FINISHED
+        message = ""
+        try:
+            credentials = (
+                self.credentials_loader(self.task.credentials) if self.task.credentials else None
+            )
+            if credentials is not None:
+                add_secrets([credentials.password.get_secret_value()])
+            bot = make_bot(self.app, self._bot_options(credentials))
+            try:
+                await self._work(bot, credentials)
+            finally:
+                await bot.close()
+            if self._abort_reason:
+                state, message = RunState.ABORTED, self._abort_reason
+            elif self.stop_requested.is_set():
+                state, message = RunState.INTERRUPTED, "stopped on request"
+        except AuditError:
+            state, message = RunState.ABORTED, "the trail or the store could not be written"
+            raise
+        except RunAborted as exc:
+            state, message = RunState.ABORTED, str(exc)
+        except KlerkError as exc:
+            state, message = RunState.ABORTED, str(exc)
+            raise
+        finally:
+            await self._close(state, message)
+        counts = self.store.counts(run_id)
+        results = self.write_results()
+        return RunSummary(
+            run_id=run_id,
+            state=state,
+            counts=counts,
+            started=started,
+            ended=time.time(),
+            results_path=results,
+            run_dir=self.run_dir,
+            message=message,
+        )
+
+    async def _close(self, state: RunState, message: str) -> None:
+        assert self.record is not None
+        try:
+            if self.trail is not None:
+                self.trail.record(
+                    "run_ended",
+                    parent=self._run_operation,
+                    status=STATUS_OK if state is RunState.FINISHED else STATUS_ERROR,
+                    action="end",
+                    obj=f"task {self.task.name}",
+                    result=state.value + (f": {message}" if message else ""),
+                    extra={"klerk.counts": self.store.counts(self.record.id)},
+                    sync=True,
+                )
+        finally:
+            if self.trail is not None:
+                self.trail.close()
+            self.store.finish_run(self.record.id, state, redact(message))
+            self.store.release_lock(self.task.name, self.record.id)
+
+    def _bot_options(self, credentials: Credentials | None) -> BotOptions:
+        return BotOptions(
+            evidence_dir=self.run_dir / "evidence",
+            headed=self.options.headed,
+            slow_mo_ms=self.options.slow_mo_ms,
+            base_url=self.options.base_url,
+            secrets=(credentials.password.get_secret_value(),) if credentials else (),
+            mask_labels=tuple(self.app.mask) + tuple(self.task.mask),
+        )
+
+    async def _work(self, bot: Bot, credentials: Credentials | None) -> None:
+        assert self.record is not None
+        pending = list(
+            self.store.items(self.record.id, [ItemState.PENDING, ItemState.RUNNING])
+        )
+        if not pending:
+            return
+        queue: asyncio.Queue[WorkItemRecord] = asyncio.Queue()
+        for item in pending:
+            queue.put_nowait(item)
+        # The first login tells whether the app is there at all: if not, nothing is marked failed.
+        try:
+            first = await bot.open(credentials)
+        except AppUnavailableError as exc:
+            raise RunAborted(
+                f"{self.app.name} is not available ({exc}); no item was touched. "
+                f"Start it again with `klerk resume {self.record.id}` when the app is back"
+            ) from None
+        workers = [
+            asyncio.create_task(
+                self._worker(bot, credentials, queue, first if n == 0 else None), name=f"w{n}"
+            )
+            for n in range(min(self.concurrency, len(pending)))
+        ]
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            results = await asyncio.gather(*workers, return_exceptions=True)
+        finally:
+            heartbeat.cancel()
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                raise result
+
+    async def _heartbeat(self) -> None:
+        assert self.record is not None
+        while True:
+            await asyncio.sleep(max(1.0, self.lock_stale_seconds / 4))
+            self.store.heartbeat(self.task.name, self.record.id)
+
+    async def _worker(
+        self,
+        bot: Bot,
+        credentials: Credentials | None,
+        queue: asyncio.Queue[WorkItemRecord],
+        session: BotSession | None,
+    ) -> None:
+        try:
+            while not self.stop_requested.is_set() and not self._abort_reason:
+                try:
+                    item = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                session = await self._process(bot, credentials, item, session)
+        finally:
+            if session is not None:
+                await session.close()
+
+    async def _process(
+        self,
+        bot: Bot,
+        credentials: Credentials | None,
+        item: WorkItemRecord,
+        session: BotSession | None,
+    ) -> BotSession | None:
+        """Handle one item until it is final (or the run stops); returns the session to reuse."""
+        trail = self._trail()
+        retry = self.task.retry
+        was_running = item.state == ItemState.RUNNING.value
+        item_op = new_operation_id()
+        values = from_json(item.values)
+        context = ItemContext(key=item.key, values=values, outputs={}, run_id=item.run_id)
+        item_started = time.time()
+        trail.record(
+            "item_started",
+            operation_id=item_op,
+            parent=self._run_operation,
+            action="start",
+            obj=f"item {item.key}",
+            item_key=item.key,
+            subject=item.subject,
+            extra={"klerk.item_seq": item.seq, "klerk.resumed": was_running},
+            sync=True,
+        )
+        last_error = ""
+        for attempt in range(1, retry.attempts + 1):
+            if self.stop_requested.is_set() and attempt > 1:
+                break
+            self.store.transition(item, ItemState.RUNNING, attempt=True)
+            try:
+                if session is None:
+                    session = await bot.open(credentials)
+                if (was_running or attempt > 1) and self.task.already_done is not None:
+                    found = await self._already_done(session, context, item_op, item)
+                    if found is not None:
+                        self._finish_item(
+                            item,
+                            ItemState.DONE,
+                            "al ingevoerd (gevonden bij controle)",
+                            outputs=found,
+                            operation=item_op,
+                            started=item_started,
+                        )
+                        return session
+                await self._steps(session, context, item_op, item)
+            except BusinessError as exc:
+                evidence = await self._evidence(session, item)
+                self._finish_item(
+                    item, ItemState.BUSINESS_ERROR, str(exc), outputs=context.outputs,
+                    evidence=evidence, operation=item_op, started=item_started,
+                )
+                return session
+            except (AppUnavailableError, BotError, TemplateRenderError) as exc:
+                last_error = redact(str(exc))
+                is_last = attempt == retry.attempts or isinstance(exc, TemplateRenderError)
+                trail.record(
+                    "retry" if not is_last else "error",
+                    parent=item_op,
+                    status=STATUS_ERROR,
+                    action="error",
+                    obj=f"item {item.key}",
+                    result=f"{exc.__class__.__name__}: {last_error}",
+                    item_key=item.key,
+                    extra={"klerk.attempt": attempt},
+                )
+                logger.warning(
+                    "item {} attempt {}/{}: {}", item.key, attempt, retry.attempts, last_error
+                )
+                if is_last:
+                    evidence = await self._evidence(session, item)
+                    if session is not None:
+                        await session.close()
+                    self._finish_item(
+                        item, ItemState.SYSTEM_ERROR, last_error, outputs=context.outputs,
+                        evidence=evidence, operation=item_op, started=item_started,
+                    )
+                    return None
+                if session is not None:
+                    await session.close()
+                    session = None
+                delay = retry.backoff_seconds * retry.backoff_factor ** (attempt - 1)
+                await self._sleep(delay)
+                continue
+            self._finish_item(
+                item, ItemState.DONE, "", outputs=context.outputs, operation=item_op,
+                started=item_started,
+            )
+            return session
+        # stopped between attempts: the item goes back to pending, resumable
+        self.store.transition(item, ItemState.PENDING, message=last_error)
+        return session
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.stop_requested.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    async def _already_done(
+        self, session: BotSession, context: ItemContext, parent: str, item: WorkItemRecord
+    ) -> dict[str, Any] | None:
+        check = self.task.already_done
+        assert check is not None
+        args = render_tree(check.args, self._context(context))
+        start = time.time()
+        found = await session.call(check.action, args, context)
+        self._trail().record(
+            "already_done_check",
+            parent=parent,
+            start=start,
+            action="read",
+            obj=f"action {check.action}",
+            result="found" if found else "not found",
+            item_key=item.key,
+            subject=item.subject,
+        )
+        if not found:
+            return None
+        return dict(found) if isinstance(found, Mapping) else {}
+
+    def _context(self, context: ItemContext) -> dict[str, Any]:
+        base = template_context(
+            Path(self.record.input_path) if self.record and self.record.input_path else None,
+            context.run_id,
+        )
+        base["item"] = {**context.values, "key": context.key, **context.outputs}
+        base["outputs"] = context.outputs
+        return base
+
+    async def _steps(
+        self, session: BotSession, context: ItemContext, parent: str, item: WorkItemRecord
+    ) -> None:
+        trail = self._trail()
+        for step in self.task.steps:
+            if self._abort_reason:
+                raise RunAborted(self._abort_reason)
+            label = step_label(step)
+            start = time.time()
+            try:
+                rendered = render_step(step, self._context(context))
+                outcome = await session.perform(rendered, context)
+            except BusinessError as exc:
+                trail.record(
+                    "action", parent=parent, start=start, status=STATUS_ERROR,
+                    action=kind_of(step), obj=label, result=f"refused: {exc}",
+                    item_key=item.key, subject=item.subject,
+                )
+                raise
+            except (AppUnavailableError, BotError, TemplateRenderError) as exc:
+                trail.record(
+                    "action", parent=parent, start=start, status=STATUS_ERROR,
+                    action=kind_of(step), obj=label, result=f"failed: {exc}",
+                    item_key=item.key, subject=item.subject,
+                )
+                raise
+            context.outputs.update(outcome.outputs)
+            if not isinstance(step, BusinessErrorIfStep):
+                trail.record(
+                    "action", parent=parent, start=start, action=kind_of(step), obj=label,
+                    result=outcome.detail or "ok", item_key=item.key, subject=item.subject,
+                )
+
+    async def _evidence(self, session: BotSession | None, item: WorkItemRecord) -> str | None:
+        if session is None:
+            return None
+        try:
+            path = await session.evidence(f"{item.seq:05d}-{_safe(redact(item.key))}")
+        except Exception as exc:  # noqa: BLE001 - evidence is best effort, the outcome is not
+            logger.warning("no screenshot for item {}: {}", item.key, exc)
+            return None
+        return str(path) if path else None
+
+    def _finish_item(
+        self,
+        item: WorkItemRecord,
+        state: ItemState,
+        message: str,
+        *,
+        outputs: Mapping[str, Any] | None = None,
+        evidence: str | None = None,
+        operation: str | None = None,
+        started: float | None = None,
+    ) -> None:
+        message = redact(message)
+        trail = self._trail()
+        trail.record(
+            "item_ended",
+            operation_id=operation,
+            parent=self._run_operation,
+            start=started,
+            status=STATUS_OK if state in (ItemState.DONE, ItemState.SKIPPED) else STATUS_ERROR,
+            action="end",
+            obj=f"item {item.key}",
+            result=state.value + (f": {message}" if message else ""),
+            item_key=item.key,
+            subject=item.subject,
+            extra={"klerk.item_seq": item.seq, "klerk.evidence": evidence or ""},
+            sync=True,
+        )
+        self.store.transition(
+            item, state, message=message, outputs=outputs or {}, evidence=evidence
+        )
+        if state is ItemState.SYSTEM_ERROR:
+            self._consecutive_system_errors += 1
+            if self._consecutive_system_errors >= self.task.retry.max_consecutive_system_errors:
+                self._abort_reason = (
+                    f"{self._consecutive_system_errors} items in a row failed with a system "
+                    f"error; the run stops so that a failing {self.app.name} is not hammered"
+                )
+        elif state is not ItemState.SKIPPED:
+            self._consecutive_system_errors = 0
+        if self.progress is not None:
+            self.progress(item)
+
+    # --- results ---------------------------------------------------------------------------
+
+    def write_results(self) -> Path | None:
+        """Write the results file from the store (complete, whatever happened before)."""
+        assert self.record is not None
+        if self.task.sink is None or not self.record.results_path:
+            return None
+        items = self.store.items(self.record.id)
+        columns, rows = results_table(self.task, self.record.headers, items)
+        sink = make_sink(self.task.sink, Path(self.record.results_path))
+        return sink.write(columns, rows)
+
+
+def results_table(
+    task: Task, headers: Mapping[str, str], items: Sequence[WorkItemRecord]
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The results as one table: input columns, outputs, status and message; or an extracted table."""
+    assert task.sink is not None
+    if task.sink.table:
+        rows = [
+            row
+            for item in items
+            for row in from_json(item.outputs).get(task.sink.table, [])
+            if isinstance(row, dict)
+        ]
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        if task.sink.columns:
+            columns = list(task.sink.columns)
+        return columns, rows
+    output_names: list[str] = []
+    for step in task.steps:
+        if kind_of(step) == "extract":
+            output_names.extend(getattr(step, "extract"))
+        elif isinstance(step, ExtractTableStep):
+            continue
+    records = []
+    for item in items:
+        outputs = from_json(item.outputs)
+        for name in outputs:
+            if name not in output_names and not isinstance(outputs[name], list):
+                output_names.append(name)
+        row: dict[str, Any] = {}
+        for name, value in from_json(item.values).items():
+            row[headers.get(name, name)] = value
+        for name in output_names:
+            row[name] = outputs.get(name)
+        row[STATUS_COLUMN] = item.state
+        row[MESSAGE_COLUMN] = item.message
+        records.append(row)
+    if task.sink.columns:
+        columns = [headers.get(name, name) for name in task.sink.columns]
+    else:
+        columns = [*headers.values(), *output_names, STATUS_COLUMN, MESSAGE_COLUMN]
+    return list(dict.fromkeys(columns)), records
+
+
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)[:40]

@@ -1,0 +1,313 @@
+"""Loading definition files: YAML with line numbers, validated by the models, with errors a person can act on.
+
+Every problem is reported as `file:line:column: what is wrong; what was expected` and, where a
+key or step name is close to a known one, "did you mean ...".
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from tasks.definition import STEP_KINDS
+from tasks.errors import DefinitionError
+from tasks.templates import template_problems
+
+M = TypeVar("M", bound=BaseModel)
+Loc = tuple[str | int, ...]
+
+
+class _Positions:
+    """Line and column (1-based) of every node in a YAML document, by its path."""
+
+    def __init__(self) -> None:
+        self.value: dict[Loc, tuple[int, int]] = {}
+        self.key: dict[Loc, tuple[int, int]] = {}
+
+    def of(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
+        """The position of the deepest known node on `loc` (the key itself when `key`)."""
+        table = self.key if key else self.value
+        while loc:
+            if loc in table:
+                return table[loc]
+            if loc in self.value:
+                return self.value[loc]
+            loc = loc[:-1]
+        return self.value.get((), (1, 1))
+
+
+def _construct(node: yaml.Node, loc: Loc, positions: _Positions) -> Any:
+    positions.value[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(
+                key_node, yaml.ScalarNode
+            ) else _scalar(key_node)
+            child = (*loc, key)
+            positions.key[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if key in result:
+                line, column = positions.key[child]
+                raise _DuplicateKeyError(line, column, str(key))
+            result[key] = _construct(value_node, child, positions)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, (*loc, i), positions) for i, item in enumerate(node.value)]
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+class _DuplicateKeyError(Exception):
+    def __init__(self, line: int, column: int, key: str) -> None:
+        self.line, self.column, self.key = line, column, key
+
+
+def read_yaml(path: Path) -> tuple[Any, _Positions]:
+    """Parse a YAML file keeping positions; raise DefinitionError on a syntax error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DefinitionError([f"{path}: file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionError([f"{path}: cannot read: {exc}"]) from None
+    positions = _Positions()
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = {} if node is None else _construct(node, (), positions)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
+        raise DefinitionError([f"{path}:{where}: invalid YAML: {exc.problem or exc}"]) from None
+    except _DuplicateKeyError as exc:
+        raise DefinitionError(
+            [f"{path}:{exc.line}:{exc.column}: key {exc.key!r} appears twice"]
+        ) from None
+    return data, positions
+
+
+def load_model(path: Path, model: type[M]) -> M:
+    """Read `path` as a `model`, reporting every problem at once with its position."""
+    data, positions = read_yaml(path)
+    if not isinstance(data, dict):
+        raise DefinitionError([f"{path}:1:1: expected a mapping of keys (name:, steps:, ...)"])
+    problems = {
+        f"{path}:{line}:{column}: {problem}"
+        for loc, problem in template_problems(data)
+        for line, column in [positions.of(loc)]
+    }
+    try:
+        result = model.model_validate(data)
+    except ValidationError as exc:
+        problems.update(_describe(error, data, positions, model, path) for error in exc.errors())
+    if problems:
+        raise DefinitionError(sorted(problems, key=_position_order))
+    return result
+
+
+def _position_order(problem: str) -> tuple[int, int, str]:
+    parts = problem.split(":")
+    try:
+        return int(parts[1]), int(parts[2]), problem
+    except (IndexError, ValueError):
+        return 0, 0, problem
+
+
+def _describe(
+    error: Any, data: Any, positions: _Positions, model: type[BaseModel], path: Path
+) -> str:
+    loc = _clean_loc(error["loc"])
+    kind = error["type"]
+    where = _where(loc) or "(top)"
+    if kind == "extra_forbidden":
+        line, column = positions.of(loc, key=True)
+        key = str(loc[-1])
+        known = _known_keys(model, data, loc[:-1])
+        hint = _did_you_mean(key, known)
+        expected = f"; expected one of: {', '.join(sorted(known))}" if known and not hint else ""
+        return f"{path}:{line}:{column}: unknown key {key!r} in {_parent(loc)}{hint}{expected}"
+    line, column = positions.of(loc)
+    if kind == "unknown_step":
+        step = _value_at(data, loc)
+        if isinstance(step, dict) and step:
+            names = [str(key) for key in step]
+            known_here = [name for name in names if name in STEP_KINDS]
+            if len(known_here) > 1:
+                return (
+                    f"{path}:{line}:{column}: a step does one thing; this one says "
+                    f"{' and '.join(known_here)} (split it into two steps)"
+                )
+            name = next((n for n in names if n not in ("title", "timeout_ms")), names[0])
+            hint = _did_you_mean(name, list(STEP_KINDS))
+            return (
+                f"{path}:{line}:{column}: unknown step {name!r}{hint}; "
+                f"expected one of: {', '.join(STEP_KINDS)}"
+            )
+        return (
+            f"{path}:{line}:{column}: a step must be a mapping like 'fill: {{label: ..., value: ...}}'"
+        )
+    if kind == "missing":
+        return f"{path}:{line}:{column}: {_parent(loc)} needs `{loc[-1]}`"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    got = error.get("input")
+    shown = f" (got {got!r})" if isinstance(got, str | int | float | bool) and kind != "value_error" else ""
+    return f"{path}:{line}:{column}: {where}: {message}{shown}"
+
+
+def _clean_loc(raw: tuple[Any, ...]) -> Loc:
+    """The path in the document: without the tags pydantic adds for unions ('fill' twice)."""
+    loc: list[str | int] = []
+    for part in raw:
+        if isinstance(part, str) and part.startswith("function-"):
+            continue
+        if isinstance(part, str) and part in STEP_KINDS and loc and isinstance(loc[-1], int):
+            # the discriminator's tag right after a list index; the real key follows it
+            if len(loc) >= 1 and not (loc and loc[-1] == part):
+                loc.append(part)
+                continue
+        if loc and part == loc[-1] and isinstance(part, str) and part in STEP_KINDS:
+            continue
+        loc.append(part)
+    return tuple(loc)
+
+
+def _parent(loc: Loc) -> str:
+    parent = loc[:-1]
+    if not parent:
+        return "the definition"
+    return _where(parent)
+
+
+def _where(loc: Loc) -> str:
+    """A path as a person reads it: ('steps', 2, 'fill') -> 'step 3 (fill)'."""
+    words: list[str] = []
+    for index, part in enumerate(loc):
+        if isinstance(part, int) and index and loc[index - 1] in ("steps", "login"):
+            words[-1] = f"{'step' if loc[index - 1] == 'steps' else 'login step'} {part + 1}"
+        elif isinstance(part, int):
+            words[-1] += f"[{part + 1}]"
+        elif words and words[-1].startswith(("step ", "login step ")) and part in STEP_KINDS:
+            words[-1] += f" ({part})"
+        else:
+            words.append(str(part))
+    return ".".join(words)
+
+
+def _value_at(data: Any, loc: Loc) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _did_you_mean(word: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _known_keys(model: type[BaseModel], data: Any, loc: Loc) -> list[str]:
+    """The keys the model accepts at `loc` in `data` (walking fields, lists and step kinds)."""
+    current: Any = model
+    walked: Any = data
+    for part in loc:
+        walked = walked[part] if isinstance(walked, dict | list) else None
+        current = _child_model(current, part, walked)
+        if current is None:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _child_model(current: Any, part: str | int, value: Any) -> Any:
+    from typing import get_args, get_origin
+
+    if isinstance(part, int):
+        if isinstance(current, _ListOf):
+            return _resolve(current.item, value)
+        return None
+    if isinstance(current, _DictOf):
+        return _resolve(current.item, value)
+    if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        return None
+    info = current.model_fields.get(part)
+    if info is None:
+        return None
+    annotation = info.annotation
+    origin = get_origin(annotation)
+    if origin is list:
+        return _ListOf(get_args(annotation)[0])
+    if origin is dict:
+        return _DictOf(get_args(annotation)[1])
+    return _resolve(annotation, value)
+
+
+class _ListOf:
+    def __init__(self, item: Any) -> None:
+        self.item = item
+
+
+class _DictOf:
+    def __init__(self, item: Any) -> None:
+        self.item = item
+
+
+def _resolve(annotation: Any, value: Any) -> Any:
+    """From an annotation (possibly a union of models), the model that applies to `value`."""
+    from typing import get_args
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if isinstance(value, dict):
+        kinds = [key for key in value if key in STEP_KINDS]
+        if len(kinds) == 1:
+            return STEP_KINDS[kinds[0]]
+    candidates = [a for a in _flatten(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    if len(candidates) == 1:
+        return candidates[0]
+    del get_args
+    return None
+
+
+def _flatten(annotation: Any) -> Iterator[Any]:
+    from typing import get_args
+
+    args = get_args(annotation)
+    if not args:
+        yield annotation
+        return
+    for arg in args:
+        yield from _flatten(arg)
+
+
+DEFINITIONS_DIR = Path(__file__).parent / "definitions"
+
+
+def find_task(name_or_path: str) -> Path:
+    """A task file by path, or by name in tasks/definitions/ (with did-you-mean)."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.exists():
+            raise DefinitionError([f"{path}: file not found"])
+        return path
+    candidate = DEFINITIONS_DIR / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    known = sorted(p.stem for p in DEFINITIONS_DIR.glob("*.yaml"))
+    hint = _did_you_mean(name_or_path, known)
+    raise DefinitionError(
+        [f"unknown task {name_or_path!r}{hint}; known tasks: {', '.join(known)} (or give a path)"]
+    )

@@ -1,0 +1,194 @@
+"""The audit trail of a run: one canonical JSON record per event in runs/<run-id>/audit.jsonl.
+
+Field names follow the Logboek Dataverwerkingen standard (trace_id, operation_id,
+parent_operation_id, name, start_time, end_time, status_code, resource, attributes with
+dpl.core.*) and the BIO's (actor, action, object, result, origin). The person is never in the
+clear: `dpl.core.data_subject_id` is an HMAC of the BSN under the municipality's key.
+Writing is synchronous; the file is fsynced at every item boundary, and a record that cannot
+be written stops the run (fail closed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import os
+import secrets
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from tasks import __version__
+from tasks.errors import AuditError
+from tasks.privacy import redact
+
+STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
+
+
+def new_trace_id() -> str:
+    """16 random bytes, hex: one per run."""
+    return secrets.token_hex(16)
+
+
+def new_operation_id() -> str:
+    """8 random bytes, hex: one per item and per action."""
+    return secrets.token_hex(8)
+
+
+def canonical(record: Mapping[str, Any]) -> str:
+    """Canonical JSON: sorted keys, no NaN or Infinity, UTF-8 characters as they are."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False, default=str)
+
+
+def pseudonym(bsn: str, key: bytes) -> str:
+    """The data subject id of a person: HMAC-SHA256 of the BSN, hex."""
+    return hmac.new(key, bsn.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+class Trail:
+    """Append-only writer of one run's audit.jsonl."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        run_id: str,
+        trace_id: str,
+        task: str,
+        definition_sha256: str,
+        app: str,
+        processing_activity: str,
+        legal_basis: str,
+        actor: str,
+        subject_key: bytes,
+    ) -> None:
+        self.path = path
+        self.run_id = run_id
+        self.trace_id = trace_id
+        self.task = task
+        self.definition_sha256 = definition_sha256
+        self.processing_activity = processing_activity
+        self.legal_basis = legal_basis
+        self.actor = actor
+        self._subject_key = subject_key
+        self._resource = {
+            "service.name": "klerk",
+            "service.version": __version__,
+            "host.name": socket.gethostname(),
+            "klerk.app": app,
+        }
+        self.seq = self._last_seq()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file: IO[str] = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise AuditError(f"cannot open the audit trail {path}: {exc.strerror}") from None
+
+    def _last_seq(self) -> int:
+        if not self.path.exists():
+            return 0
+        last = 0
+        with self.path.open(encoding="utf-8") as existing:
+            for line in existing:
+                try:
+                    last = int(json.loads(line)["klerk.seq"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+        return last
+
+    def subject_id(self, bsn: str | None) -> str | None:
+        """The pseudonym of a BSN (None when the item concerns nobody)."""
+        return pseudonym(bsn, self._subject_key) if bsn else None
+
+    def record(
+        self,
+        name: str,
+        *,
+        operation_id: str | None = None,
+        parent: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        status: int = STATUS_OK,
+        action: str = "",
+        obj: str = "",
+        result: str = "",
+        item_key: str | None = None,
+        subject: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+        sync: bool = False,
+    ) -> str:
+        """Write one record and return its operation id. Raises AuditError when it cannot."""
+        now = time.time()
+        self.seq += 1
+        operation_id = operation_id or new_operation_id()
+        attributes: dict[str, Any] = {
+            "dpl.core.processing_activity_id": self.processing_activity,
+            "dpl.core.legal_basis": self.legal_basis,
+            "klerk.run_id": self.run_id,
+            "klerk.task": self.task,
+            "klerk.definition_sha256": self.definition_sha256,
+            "bio.actor": self.actor,
+            "bio.action": action or name,
+            "bio.object": redact(obj),
+            "bio.result": redact(result),
+            "bio.origin": self._resource["host.name"],
+        }
+        if item_key is not None:
+            attributes["klerk.item_key"] = redact(item_key)
+        if subject:
+            attributes["dpl.core.data_subject_id"] = self.subject_id(subject)
+        for key, value in (extra or {}).items():
+            attributes[key] = redact(value) if isinstance(value, str) else value
+        record = {
+            "trace_id": self.trace_id,
+            "operation_id": operation_id,
+            "parent_operation_id": parent,
+            "name": name,
+            "start_time": int((start or now) * 1000),
+            "end_time": int((end or now) * 1000),
+            "status_code": status,
+            "resource": {"attributes": self._resource},
+            "attributes": attributes,
+            "klerk.seq": self.seq,
+            "klerk.wall_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+            + f".{int(now * 1000) % 1000:03d}Z",
+            "klerk.monotonic": round(time.monotonic(), 6),
+        }
+        _check_finite(record)
+        try:
+            self._file.write(canonical(record) + "\n")
+            self._file.flush()
+            if sync:
+                os.fsync(self._file.fileno())
+        except (OSError, ValueError) as exc:
+            raise AuditError(
+                f"cannot write the audit trail {self.path}: {exc}; the run stops"
+            ) from None
+        return operation_id
+
+    def sync(self) -> None:
+        """Flush and fsync: called at every item boundary."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except (OSError, ValueError) as exc:
+            raise AuditError(f"cannot sync the audit trail {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        """Sync and close."""
+        if not self._file.closed:
+            self.sync()
+            self._file.close()
+
+
+def _check_finite(value: Any) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise AuditError("a trail record holds NaN or Infinity")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_finite(item)
