@@ -1,0 +1,191 @@
+"""Shared fixtures: the demo app served on localhost, an isolated klerk home, the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from demo.app import DEMO_PASSWORD, DEMO_USERNAME
+from demo.server import DemoServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class DemoApp:
+    """The running demo app and its test endpoints."""
+
+    url: str
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def permits(self) -> list[dict[str, Any]]:
+        """Every stored permit."""
+        result: list[dict[str, Any]] = self._call("GET", "/api/vergunningen")
+        return result
+
+    def reset(self) -> None:
+        """Back to the seed permits, no faults."""
+        self._call("POST", "/api/reset")
+        self.faults()
+
+    def faults(self, **faults: Any) -> None:
+        """Switch faults on (or all off when called without arguments)."""
+        base = {
+            "latency_ms": 0,
+            "error_rate": 0.0,
+            "busy_rate": 0.0,
+            "session_lifetime": 900.0,
+            "random_ids": False,
+            "seed": 7,
+        }
+        self._call("POST", "/api/faults", {**base, **faults})
+
+    def stats(self) -> dict[str, Any]:
+        """The app's request counters."""
+        result: dict[str, Any] = self._call("GET", "/api/stats")
+        return result
+
+
+@pytest.fixture(scope="session")
+def demo_server() -> Iterator[DemoApp]:
+    """One demo app per test worker, on a free port of 127.0.0.1."""
+    with DemoServer(port=0) as server:
+        yield DemoApp(server.url)
+
+
+@pytest.fixture
+def demo_app(demo_server: DemoApp) -> Iterator[DemoApp]:
+    """The demo app, reset to its seed permits and without faults, for one test."""
+    demo_server.reset()
+    yield demo_server
+    demo_server.reset()
+
+
+@dataclass
+class Klerk:
+    """klerk as a user runs it: a separate process, in its own home folder."""
+
+    home: Path
+    env: dict[str, str]
+
+    def __call__(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run `klerk ARGS` and return what it printed and its exit code."""
+        return subprocess.run(
+            [sys.executable, str(ROOT / "runner.py"), *args],
+            cwd=self.home,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def written_files(self) -> list[Path]:
+        """Every file a run wrote under the home (runs/, var/ except the database)."""
+        return [path for path in self.home.rglob("*") if path.is_file()]
+
+
+def _klerk(home: Path, demo_url: str, database_url: str | None = None) -> Klerk:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("KLERK_") and key not in ("PYTEST_XDIST_WORKER",)
+    }
+    env.update(
+        KLERK_HOME=str(home),
+        KLERK_APP_URL=demo_url,
+        KLERK_CRED_PARKEREN_USERNAME=DEMO_USERNAME,
+        KLERK_CRED_PARKEREN_PASSWORD=DEMO_PASSWORD,
+        KLERK_STARTED_BY="test",
+        PYTHONPATH=str(ROOT),
+        COLUMNS="200",
+    )
+    if database_url:
+        env["KLERK_DATABASE_URL"] = database_url
+    return Klerk(home, env)
+
+
+@pytest.fixture
+def klerk(tmp_path: Path, demo_app: DemoApp) -> Klerk:
+    """The CLI in a fresh home folder (own SQLite store, runs/), pointed at the demo app."""
+    home = tmp_path / "home"
+    home.mkdir()
+    return _klerk(home, demo_app.url)
+
+
+def _postgres_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
+                             connect_timeout=3):
+            return True
+    except Exception:  # noqa: BLE001 - any failure means: no server to test against
+        return False
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A new PostgreSQL database for one test, dropped afterwards."""
+    import psycopg
+
+    if not _postgres_available():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL at 127.0.0.1:5432 is not running")
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not running")
+    name = f"klerk_test_{secrets.token_hex(4)}"
+    admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def klerk_pg(tmp_path: Path, demo_app: DemoApp, postgres_url: str) -> Klerk:
+    """The CLI with its store in a fresh PostgreSQL database."""
+    home = tmp_path / "home"
+    home.mkdir()
+    return _klerk(home, demo_app.url, postgres_url)
+
+
+def write_intake(path: Path, rows: list[dict[str, Any]], sheet: str = "Aanvragen") -> Path:
+    """Write intake rows to an .xlsx file the way the demo's sample is written."""
+    from connectors.xlsx import XlsxSink
+    from demo.sample import HEADERS
+    from tasks.definition import SinkSpec
+
+    spec = SinkSpec(kind="xlsx", path=str(path), sheet=sheet)
+    return XlsxSink(spec, path).write(HEADERS, rows)
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The rows of a results workbook as dicts by header (read back with openpyxl)."""
+    import openpyxl
+
+    workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    sheet = workbook.worksheets[0]
+    rows = list(sheet.iter_rows(values_only=True))
+    workbook.close()
+    headers = [str(h) for h in rows[0]]
+    return [dict(zip(headers, row, strict=False)) for row in rows[1:]]

@@ -1,0 +1,151 @@
+"""Task definitions: the shipped ones are valid, and broken ones give precise, actionable errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tasks.definition import Task
+from tasks.errors import DefinitionError
+from tasks.loading import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = """\
+name: proef
+app: parkeren
+processing_activity: https://register.example/verwerkingen/1
+legal_basis: AVG art. 6 lid 1 sub e
+source: {kind: xlsx, path: "{{ input }}", key: aanvraagnummer, subject: bsn}
+steps:
+  - goto: /vergunningen/nieuw
+  - fill: {label: BSN, value: "{{ item.bsn }}"}
+"""
+
+# (what is wrong, the YAML, the exact problem line after the file name)
+CATALOGUE = [
+    ("typo in a top-level key", GOOD.replace("legal_basis", "legal_bases"),
+     ["4:1: unknown key 'legal_bases' in the definition; did you mean 'legal_basis'?",
+      "1:1: the definition needs `legal_basis`"]),
+    ("unknown step", GOOD.replace("  - goto:", "  - gotoo:"),
+     ["7:5: unknown step 'gotoo'; did you mean 'goto'?; expected one of: goto, fill, select, "
+      "check, click, press, wait_for, expect, business_error_if, extract, extract_table, "
+      "download, action"]),
+    ("typo in a locator key", GOOD.replace("{label: BSN", "{lable: BSN"),
+     ["8:12: unknown key 'lable' in step 2 (fill); did you mean 'label'?"]),
+    ("two locators at once", GOOD.replace("{label: BSN,", "{label: BSN, css: '#bsn',"),
+     ["8:11: step 2 (fill): give exactly one of label, role, text, placeholder, css, xpath "
+      "(got label, css)"]),
+    ("no locator", GOOD.replace("{label: BSN, ", "{"),
+     ["8:11: step 2 (fill): give exactly one of label, role, text, placeholder, css, xpath"]),
+    ("a value missing", GOOD.replace(', value: "{{ item.bsn }}"', ""),
+     ["8:11: step 2 (fill) needs `value`"]),
+    ("wrong type", GOOD + "retry: {attempts: many}\n",
+     ["9:19: retry.attempts: Input should be a valid integer, unable to parse string as an "
+      "integer (got 'many')"]),
+    ("out of range", GOOD + "concurrency: 0\n",
+     ["9:14: concurrency: Input should be greater than or equal to 1 (got 0)"]),
+    ("bad task name", GOOD.replace("name: proef", "name: Proef Taak"),
+     ["1:7: name: String should match pattern '^[a-z0-9][a-z0-9-]*$' (got 'Proef Taak')"]),
+    ("credentials as a password", GOOD + "credentials: geheim123\n",
+     ["9:14: credentials: String should match pattern '^[A-Z][A-Z0-9_]*$' (got 'geheim123')"]),
+    ("template syntax", GOOD.replace("{{ item.bsn }}", "{{ item.bsn }"),
+     ["8:31: template syntax error: unexpected '}'"]),
+    ("unknown filter", GOOD.replace("{{ item.bsn }}", "{{ item.bsn | dmyy }}"),
+     ["8:31: unknown filter 'dmyy'; did you mean 'dmy'?"]),
+    ("unknown variable", GOOD.replace("{{ item.bsn }}", "{{ rij.bsn }}"),
+     ["8:31: unknown variable 'rij' in template; use one of: credentials, input, item, now, "
+      "outputs, run, today"]),
+    ("two steps in one", GOOD + "  - goto: /a\n    click: {text: OK}\n",
+     ["9:5: a step does one thing; this one says goto and click (split it into two steps)"]),
+    ("a step that is not a mapping", GOOD + "  - goto\n",
+     ["9:5: a step must be a mapping like 'fill: {label: ..., value: ...}'"]),
+    ("file source without key", GOOD.replace(", key: aanvraagnummer", ""),
+     ["5:9: source: a xlsx source needs `key` (the column naming each item)"]),
+    ("unknown column type", GOOD.replace("subject: bsn}", "subject: bsn, columns: {bsn: bssn}}"),
+     ["5:93: source.columns.bsn.type: Input should be 'text', 'integer', 'decimal', 'date', 'bsn', "
+      "'postcode', 'kenteken' or 'yesno' (got 'bssn')"]),
+    ("duplicate key", GOOD + "app: parkeren\n",
+     ["9:1: key 'app' appears twice"]),
+    ("broken YAML", GOOD + "steps: [\n",
+     ["10:1: invalid YAML: expected the node content, but found '<stream end>'"]),
+    ("no steps", GOOD.split("steps:")[0] + "steps: []\n",
+     ["6:8: steps: List should have at least 1 item after validation, not 0"]),
+    ("not a mapping", "- just\n- a list\n",
+     ["1:1: expected a mapping of keys (name:, steps:, ...)"]),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "expected"), CATALOGUE, ids=[c[0] for c in CATALOGUE])
+def test_broken_definition_gives_precise_error(
+    tmp_path: Path, case: str, text: str, expected: list[str]
+) -> None:
+    path = tmp_path / "taak.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DefinitionError) as caught:
+        load_model(path, Task)
+    assert sorted(caught.value.problems) == sorted(f"{path}:{line}" for line in expected)
+
+
+def test_good_definition_loads(tmp_path: Path) -> None:
+    path = tmp_path / "taak.yaml"
+    path.write_text(GOOD, encoding="utf-8")
+    task = load_model(path, Task)
+    assert task.name == "proef" and len(task.steps) == 2
+
+
+def _klerk(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "runner.py"), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "COLUMNS": "200",
+             "KLERK_HOME": str(cwd)},
+    )
+
+
+def test_validate_cli_reports_every_problem_and_exits_2(tmp_path: Path) -> None:
+    broken = tmp_path / "kapot.yaml"
+    broken.write_text(GOOD.replace("goto:", "gotoo:").replace("app: parkeren", "app: parkeer"))
+    good = tmp_path / "goed.yaml"
+    good.write_text(GOOD)
+
+    result = _klerk("validate", str(good), str(broken), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert f"{good}: ok" in result.stdout
+    assert f"{broken}:7:5: unknown step 'gotoo'; did you mean 'goto'?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_names_an_unknown_app(tmp_path: Path) -> None:
+    path = tmp_path / "taak.yaml"
+    path.write_text(GOOD.replace("app: parkeren", "app: parkeer"))
+    result = _klerk("validate", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unknown app 'parkeer'; did you mean 'parkeren'?" in result.stderr
+
+
+def test_shipped_definitions_validate(tmp_path: Path) -> None:
+    result = _klerk("validate", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(": ok") == len(list((ROOT / "tasks" / "definitions").glob("*.yaml")))
+
+
+def test_schema_describes_steps(tmp_path: Path) -> None:
+    result = _klerk("schema", cwd=tmp_path)
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert schema["additionalProperties"] is False
+    assert {"FillStep", "ExtractTableStep", "ActionStep"} <= set(schema["$defs"])
+
+
+def test_unknown_task_name_suggests(tmp_path: Path) -> None:
+    result = _klerk("run", "vergunningen-invoere", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unknown task 'vergunningen-invoere'; did you mean 'vergunningen-invoeren'?" in (
+        result.stderr
+    )

@@ -1,0 +1,192 @@
+"""The walking skeleton end to end: spreadsheet -> demo app (real Chromium) -> results sheet."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from demo.app import DEMO_PASSWORD
+from demo.sample import EXISTING_PLATE, aanvragen
+from tests.conftest import DemoApp, Klerk, read_results, write_intake
+
+pytestmark = pytest.mark.browser
+
+SEED_PERMITS = 3
+
+
+def _entered(demo: DemoApp) -> Counter[str]:
+    return Counter(p["aanvraagnummer"] for p in demo.permits() if not p["aanvraagnummer"].startswith("SEED"))
+
+
+def test_sample_rows_are_entered_once_and_reported(klerk: Klerk, demo_app: DemoApp) -> None:
+    rows = aanvragen(50)
+    intake = write_intake(klerk.home / "aanvragen.xlsx", rows)
+
+    result = klerk("run", "vergunningen-invoeren", "--input", str(intake), "--concurrency", "2")
+
+    assert result.returncode == 1, result.stderr  # finished, but the three bad rows are not done
+    entered = _entered(demo_app)
+    good = [r["Aanvraagnummer"] for i, r in enumerate(rows, start=1) if i not in (10, 20, 30)]
+    assert sorted(entered) == sorted(good)
+    assert set(entered.values()) == {1}
+    by_number = {p["aanvraagnummer"]: p for p in demo_app.permits()}
+
+    results = read_results(klerk.home / "aanvragen-resultaten.xlsx")
+    assert [r["Aanvraagnummer"] for r in results] == [r["Aanvraagnummer"] for r in rows]
+    for row in results:
+        number = row["Aanvraagnummer"]
+        if number in good:
+            assert row["status"] == "done"
+            assert row["zaaknummer"] == by_number[number]["zaaknummer"]
+        else:
+            assert row["status"] == "business_error"
+            assert not row["zaaknummer"]
+    messages = {r["Aanvraagnummer"]: r["melding"] for r in results}
+    assert "geen geldig BSN" in messages["AV-2026-00010"]
+    assert rows[9]["BSN"] not in messages["AV-2026-00010"]
+    assert "datum bestaat niet" in messages["AV-2026-00020"]
+    assert messages["AV-2026-00030"] == (
+        f"Er bestaat al een actieve vergunning voor kenteken {EXISTING_PLATE}"
+    )
+    assert "done" in result.stdout and "business error" in result.stdout
+
+    # the same input again: nothing new in the app, every good row reported as done before
+    again = klerk("run", "vergunningen-invoeren", "--input", str(intake))
+    assert again.returncode == 1, again.stderr
+    assert _entered(demo_app) == entered
+    second = read_results(klerk.home / "aanvragen-resultaten.xlsx")
+    skipped = [r for r in second if r["status"] == "skipped"]
+    assert len(skipped) == len(good)
+    assert all(r["zaaknummer"] == by_number[r["Aanvraagnummer"]]["zaaknummer"] for r in skipped)
+
+
+def test_faults_do_not_lose_or_double_items(klerk: Klerk, demo_app: DemoApp) -> None:
+    rows = aanvragen(24, seed=11, bad_rows=False, prefix="FT-")
+    intake = write_intake(klerk.home / "storing.xlsx", rows)
+    demo_app.faults(error_rate=0.1, busy_rate=0.05, session_lifetime=2.0, latency_ms=20, seed=3)
+
+    result = klerk("run", "vergunningen-invoeren", "--input", str(intake), "--concurrency", "2")
+
+    stats = demo_app.stats()
+    assert result.returncode == 0, result.stdout + result.stderr
+    entered = _entered(demo_app)
+    assert sorted(entered) == sorted(r["Aanvraagnummer"] for r in rows)
+    assert set(entered.values()) == {1}
+    results = read_results(klerk.home / "storing-resultaten.xlsx")
+    assert {r["status"] for r in results} == {"done"}
+    assert all(r["zaaknummer"] for r in results)
+    # the faults really happened
+    assert sum(v for k, v in stats.items() if "500" in k or "error" in k) > 0
+
+
+def test_export_reads_every_page(klerk: Klerk, demo_app: DemoApp) -> None:
+    rows = aanvragen(40, seed=5, bad_rows=False, prefix="EX-")
+    intake = write_intake(klerk.home / "export.xlsx", rows)
+    assert klerk("run", "vergunningen-invoeren", "--input", str(intake)).returncode == 0
+    target = klerk.home / "overzicht.xlsx"
+
+    result = klerk("run", "vergunningen-exporteren", "--results", str(target))
+
+    assert result.returncode == 0, result.stderr
+    exported = read_results(target)
+    permits = demo_app.permits()
+    assert len(permits) == 40 + SEED_PERMITS
+    assert sorted(r["Zaaknummer"] for r in exported) == sorted(p["zaaknummer"] for p in permits)
+    assert set(exported[0]) >= {"Zaaknummer", "Aanvraagnummer", "Kenteken", "Zone", "Status"}
+
+
+def test_nothing_a_run_writes_holds_the_password_or_a_bsn(klerk: Klerk, demo_app: DemoApp) -> None:
+    rows = aanvragen(12, seed=8, prefix="PR-")
+    intake = write_intake(klerk.home / "privacy.xlsx", rows)
+    demo_app.faults(error_rate=0.3, seed=1)  # failures leave messages and evidence behind
+
+    result = klerk("run", "vergunningen-invoeren", "--input", str(intake), "--debug")
+    assert result.returncode in (0, 1), result.stderr
+
+    secrets = [DEMO_PASSWORD, *(r["BSN"] for r in rows)]
+    user_files = {intake, klerk.home / "privacy-resultaten.xlsx"}
+    written = [p for p in klerk.written_files() if p not in user_files and p.suffix != ".key"]
+    assert any(p.name == "audit.jsonl" for p in written)
+    assert any(p.name == "klerk.log" for p in written)
+    for path in written:
+        data = path.read_bytes()
+        for secret in secrets:
+            assert secret.encode() not in data, f"{secret[:2]}... found in {path}"
+    for secret in secrets:
+        assert secret not in result.stdout + result.stderr
+
+
+def test_postgres_store(klerk_pg: Klerk, demo_app: DemoApp) -> None:
+    rows = aanvragen(10, seed=21, prefix="PG-")
+    intake = write_intake(klerk_pg.home / "pg.xlsx", rows)
+
+    first = klerk_pg("run", "vergunningen-invoeren", "--input", str(intake), "--concurrency", "2")
+    second = klerk_pg("run", "vergunningen-invoeren", "--input", str(intake))
+
+    assert first.returncode == 1, first.stderr  # row 10 has an invalid BSN
+    assert second.returncode == 1, second.stderr
+    entered = _entered(demo_app)
+    assert sorted(entered) == sorted(r["Aanvraagnummer"] for r in rows[:9])
+    assert set(entered.values()) == {1}
+    assert not (klerk_pg.home / "var" / "klerk.db").exists()
+    listing = klerk_pg("runs", "list")
+    assert listing.returncode == 0 and listing.stdout.count("vergunningen-invoeren") == 2
+
+
+def test_interrupted_run_resumes_without_doubles(klerk: Klerk, demo_app: DemoApp) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    rows = aanvragen(30, seed=31, bad_rows=False, prefix="RS-")
+    intake = write_intake(klerk.home / "resume.xlsx", rows)
+    demo_app.faults(latency_ms=150, seed=2)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "runner.py"), "run", "vergunningen-invoeren", "--input",
+         str(intake)],
+        cwd=klerk.home, env=klerk.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while len(demo_app.permits()) < SEED_PERMITS + 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 3, err
+    assert "klerk resume" in out + err
+    stored = len(_entered(demo_app))
+    assert 3 <= stored < 30
+    run_id = next(line.split()[-1] for line in (out + err).splitlines() if "klerk resume" in line)
+
+    demo_app.faults()
+    resumed = klerk("resume", run_id)
+
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    entered = _entered(demo_app)
+    assert sorted(entered) == sorted(r["Aanvraagnummer"] for r in rows)
+    assert set(entered.values()) == {1}
+    results = read_results(klerk.home / "resume-resultaten.xlsx")
+    assert len(results) == 30 and {r["status"] for r in results} == {"done"}
+
+
+def test_app_down_at_start_aborts_and_marks_nothing(tmp_path: Path, klerk: Klerk) -> None:
+    import socket
+
+    rows = aanvragen(3, seed=41, bad_rows=False, prefix="DN-")
+    intake = write_intake(klerk.home / "down.xlsx", rows)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    klerk.env["KLERK_APP_URL"] = f"http://127.0.0.1:{port}"
+
+    result = klerk("run", "vergunningen-invoeren", "--input", str(intake))
+
+    assert result.returncode == 3
+    assert "not available" in result.stderr and "klerk resume" in result.stderr
+    assert "Traceback" not in result.stderr
+    shown = klerk("runs", "list")
+    assert "aborted" in shown.stdout and "pending:3" in shown.stdout
