@@ -227,10 +227,18 @@ def run(
     current = _wire()
     task_def, path, app_def = _load(task)
     store = Store(current.database())
-    options = _run_options(input_file, results, concurrency, limit, headed, slow_mo, app_url,
-                           current)
-    the_run = Run(task_def, path, app_def, store, current.runs(), options,
-                  lock_stale_seconds=current.lock_stale_seconds)
+    options = _run_options(
+        input_file, results, concurrency, limit, headed, slow_mo, app_url, current
+    )
+    the_run = Run(
+        task_def,
+        path,
+        app_def,
+        store,
+        current.runs(),
+        options,
+        lock_stale_seconds=current.lock_stale_seconds,
+    )
     if dry_run:
         rows, headers, input_path = the_run.read_source()
         bad = [row for row in rows if row.problem]
@@ -262,8 +270,15 @@ def resume(
     task_def, path, app_def = _load(record.definition_path)
     base_url = app_url or record.options.get("base_url")
     options = _run_options(None, None, concurrency, None, headed, 0, base_url, current)
-    the_run = Run(task_def, path, app_def, store, current.runs(), options,
-                  lock_stale_seconds=current.lock_stale_seconds)
+    the_run = Run(
+        task_def,
+        path,
+        app_def,
+        store,
+        current.runs(),
+        options,
+        lock_stale_seconds=current.lock_stale_seconds,
+    )
     the_run.reopen(record)
     raise typer.Exit(_summary(_execute(the_run, record, store)))
 
@@ -298,15 +313,22 @@ def runs_show(
         raise KlerkError(f"no run {run_id!r}; see `klerk runs list`")
     console.print(f"run      {record.id}\ntask     {record.task} ({record.definition_path})")
     console.print(f"state    {record.state}  {record.message}")
-    console.print(f"started  {record.started_at.astimezone():%d-%m-%Y %H:%M:%S} by "
-                  f"{record.started_by} on {record.host}")
+    console.print(
+        f"started  {record.started_at.astimezone():%d-%m-%Y %H:%M:%S} by "
+        f"{record.started_by} on {record.host}"
+    )
     console.print(f"input    {record.input_path or '-'}\nresults  {record.results_path or '-'}")
     table = Table("#", "key", "state", "attempts", "outputs", "message")
     for item in store.items(record.id):
         outputs = {k: v for k, v in item.outputs.items() if not isinstance(v, list)}
-        table.add_row(str(item.seq), redact(item.key), item.state, str(item.attempts),
-                      redact(json.dumps(outputs, ensure_ascii=False)) if outputs else "",
-                      redact(item.message))
+        table.add_row(
+            str(item.seq),
+            redact(item.key),
+            item.state,
+            str(item.attempts),
+            redact(json.dumps(outputs, ensure_ascii=False)) if outputs else "",
+            redact(item.message),
+        )
     console.print(table)
     folder = current.runs() / record.id
     console.print(f"folder   {folder}")
@@ -350,11 +372,13 @@ def _check_actions(task: Task) -> None:
 
     del make_sink
     if task.source.kind != "none" and task.source.kind not in source_kinds():
-        raise DefinitionError([f"unknown source kind {task.source.kind!r}; known: "
-                               f"{', '.join(source_kinds())}, none"])
+        raise DefinitionError(
+            [f"unknown source kind {task.source.kind!r}; known: {', '.join(source_kinds())}, none"]
+        )
     if task.sink is not None and task.sink.kind not in sink_kinds():
-        raise DefinitionError([f"unknown sink kind {task.sink.kind!r}; known: "
-                               f"{', '.join(sink_kinds())}"])
+        raise DefinitionError(
+            [f"unknown sink kind {task.sink.kind!r}; known: {', '.join(sink_kinds())}"]
+        )
 
 
 @app.command()
@@ -372,8 +396,9 @@ def demo_app(
     latency_ms: Annotated[int, typer.Option(help="Delay of every page.")] = 0,
     error_rate: Annotated[float, typer.Option(help="Share of pages answered with HTTP 500.")] = 0.0,
     busy_rate: Annotated[float, typer.Option(help="Share of 'systeem is bezet' pages.")] = 0.0,
-    session_lifetime: Annotated[float, typer.Option(help="Idle seconds until a session expires.")]
-    = 900.0,
+    session_lifetime: Annotated[
+        float, typer.Option(help="Idle seconds until a session expires.")
+    ] = 900.0,
     random_ids: Annotated[bool, typer.Option(help="Field ids and names change per load.")] = False,
     seed: Annotated[int | None, typer.Option(help="Seed for the faults.")] = None,
     db: Annotated[str | None, typer.Option(help="SQLite file for the permits.")] = None,
@@ -382,8 +407,14 @@ def demo_app(
     from demo.faults import Faults
     from demo.server import serve
 
-    faults = Faults(latency_ms=latency_ms, error_rate=error_rate, busy_rate=busy_rate,
-                    session_lifetime=session_lifetime, random_ids=random_ids, seed=seed)
+    faults = Faults(
+        latency_ms=latency_ms,
+        error_rate=error_rate,
+        busy_rate=busy_rate,
+        session_lifetime=session_lifetime,
+        random_ids=random_ids,
+        seed=seed,
+    )
     console.print(f"Parkeervergunningen on http://127.0.0.1:{port} (Ctrl-C stops)")
     serve(port=port, faults=faults, db_path=db)
 
@@ -414,15 +445,27 @@ def demo(
         ):
             task_def, path, app_def = _load(task_name)
             options = _run_options(input_file, results, None, None, False, 0, server.url, current)
-            the_run = Run(task_def, path, app_def, store, current.runs(), options,
-                          lock_stale_seconds=current.lock_stale_seconds)
+            the_run = Run(
+                task_def,
+                path,
+                app_def,
+                store,
+                current.runs(),
+                options,
+                lock_stale_seconds=current.lock_stale_seconds,
+            )
             record = the_run.create()
             codes.append(_summary(_execute(the_run, record, store)))
-    console.print(f"\nResults are in {work}: aanvragen-resultaten.xlsx (one row per application, "
-                  "with status and zaaknummer) and vergunningen-overzicht.xlsx (every permit).")
+    console.print(
+        f"\nResults are in {work}: aanvragen-resultaten.xlsx (one row per application, "
+        "with status and zaaknummer) and vergunningen-overzicht.xlsx (every permit)."
+    )
     console.print("The rows with status business_error are the sample's deliberate bad rows.")
-    raise typer.Exit(max(code for code in codes if code != EXIT_NOT_ALL_DONE) if any(
-        code not in (EXIT_OK, EXIT_NOT_ALL_DONE) for code in codes) else EXIT_OK)
+    raise typer.Exit(
+        max(code for code in codes if code != EXIT_NOT_ALL_DONE)
+        if any(code not in (EXIT_OK, EXIT_NOT_ALL_DONE) for code in codes)
+        else EXIT_OK
+    )
 
 
 @app.command()
@@ -445,7 +488,8 @@ def main() -> None:
     """Entry point of the `klerk` console script."""
     started = time.monotonic()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        raise SystemExit(code if isinstance(code, int) else 0)
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except KlerkError as exc:
@@ -457,16 +501,18 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         raise SystemExit(EXIT_ABORTED) from None
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            raise SystemExit(EXIT_BAD_INPUT) from None
+    except typer.exceptions.TyperException as exc:  # usage errors: a wrong option or argument
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    except Exception as exc:
         if _debug:
             raise
-        err.print(f"[red]klerk: unexpected error:[/] {redact(f'{exc.__class__.__name__}: {exc}')}"
-                  "\nRun again with --debug for the traceback.")
+        err.print(
+            f"[red]klerk: unexpected error:[/] {redact(f'{exc.__class__.__name__}: {exc}')}"
+            "\nRun again with --debug for the traceback."
+        )
         raise SystemExit(EXIT_ABORTED) from None
     finally:
         del started

@@ -74,7 +74,9 @@ _TABLE_JS = """table => {
 
 
 class LoginRefusedError(AppUnavailableError):
-    """The app did not accept the credentials."""
+    """The app did not accept the credentials: retrying will not help."""
+
+    final = True
 
 
 class GenericBot:
@@ -113,7 +115,9 @@ class GenericBot:
         """A new context, logged in; AppUnavailableError when the app cannot be reached."""
         browser = await self.browser()
         context = await browser.new_context(
-            base_url=self.base_url, accept_downloads=True, locale="nl-NL",
+            base_url=self.base_url,
+            accept_downloads=True,
+            locale="nl-NL",
             timezone_id="Europe/Amsterdam",
         )
         session = GenericSession(self, context, await context.new_page())
@@ -236,7 +240,9 @@ class GenericSession:
                     f"{self.app.name} cannot be reached at {self.bot.base_url}: {message}"
                 ) from None
             await self.check_page()
-            raise BotError(f"{kind_of(step)} failed on page {_path(self.page.url)}: {message}") from None
+            raise BotError(
+                f"{kind_of(step)} failed on page {_path(self.page.url)}: {message}"
+            ) from None
         return outcome
 
     def _not_found(self, step: StepModel, exc: Exception) -> str:
@@ -255,7 +261,9 @@ class GenericSession:
         """The Playwright locator for an element as the definition names it."""
         root: Page | FrameLocator = self.page
         if locator.frame:
-            root = self.page.frame_locator(f'frame[name="{locator.frame}"], iframe[name="{locator.frame}"]')
+            root = self.page.frame_locator(
+                f'frame[name="{locator.frame}"], iframe[name="{locator.frame}"]'
+            )
         exact = locator.exact
         if locator.label is not None:
             found = root.get_by_label(locator.label, exact=exact)
@@ -316,9 +324,13 @@ class GenericSession:
 Executor = Callable[[GenericSession, Any, ItemContext, int | None], Awaitable[StepOutcome]]
 
 
-async def _goto(session: GenericSession, step: GotoStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+async def _goto(
+    session: GenericSession, step: GotoStep, item: ItemContext, timeout: int | None
+) -> StepOutcome:
     try:
-        response = await session.page.goto(step.goto, timeout=timeout, wait_until="domcontentloaded")
+        response = await session.page.goto(
+            step.goto, timeout=timeout, wait_until="domcontentloaded"
+        )
     except PlaywrightError as exc:
         message = str(exc).splitlines()[0]
         if "net::ERR_" in message:
@@ -332,12 +344,16 @@ async def _goto(session: GenericSession, step: GotoStep, item: ItemContext, time
     return StepOutcome(detail=f"HTTP {response.status if response else '-'}")
 
 
-async def _fill(session: GenericSession, step: FillStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+async def _fill(
+    session: GenericSession, step: FillStep, item: ItemContext, timeout: int | None
+) -> StepOutcome:
     await session.locate(step.fill).fill(step.fill.value, timeout=timeout)
     return StepOutcome()
 
 
-async def _select(session: GenericSession, step: SelectStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+async def _select(
+    session: GenericSession, step: SelectStep, item: ItemContext, timeout: int | None
+) -> StepOutcome:
     args = step.select
     target = session.locate(args)
     if args.by == "value":
@@ -349,20 +365,30 @@ async def _select(session: GenericSession, step: SelectStep, item: ItemContext, 
     return StepOutcome()
 
 
-async def _check(session: GenericSession, step: CheckStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+async def _check(
+    session: GenericSession, step: CheckStep, item: ItemContext, timeout: int | None
+) -> StepOutcome:
     value = step.check.checked
-    checked = value if isinstance(value, bool) else str(value).strip().lower() in {"true", "ja", "1", "yes"}
+    checked = (
+        value
+        if isinstance(value, bool)
+        else str(value).strip().lower() in {"true", "ja", "1", "yes"}
+    )
     await session.locate(step.check).set_checked(checked, timeout=timeout)
     return StepOutcome()
 
 
-async def _click(session: GenericSession, step: ClickStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+async def _click(
+    session: GenericSession, step: ClickStep, item: ItemContext, timeout: int | None
+) -> StepOutcome:
     await session.locate(step.click).click(timeout=timeout)
     await session.settle()
     return StepOutcome()
 
 
-async def _press(session: GenericSession, step: PressStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+async def _press(
+    session: GenericSession, step: PressStep, item: ItemContext, timeout: int | None
+) -> StepOutcome:
     await session.locate(step.press).press(step.press.key, timeout=timeout)
     await session.settle()
     return StepOutcome()
@@ -379,19 +405,25 @@ async def _wait(session: GenericSession, args: WaitForArgs, timeout: int | None)
         await session.page.wait_for_url(pattern, timeout=limit)
 
 
-async def _wait_for(session: GenericSession, step: WaitForStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+async def _wait_for(
+    session: GenericSession, step: WaitForStep, item: ItemContext, timeout: int | None
+) -> StepOutcome:
     await _wait(session, step.wait_for, timeout)
     return StepOutcome()
 
 
-async def _expect(session: GenericSession, step: ExpectStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+async def _expect(
+    session: GenericSession, step: ExpectStep, item: ItemContext, timeout: int | None
+) -> StepOutcome:
     try:
         await _wait(session, step.expect, timeout)
     except PlaywrightTimeout:
         await session.check_page()
         args = step.expect
-        what = args.element.describe() if args.element else (
-            f"text {args.text!r}" if args.text else f"url {args.url!r}"
+        what = (
+            args.element.describe()
+            if args.element
+            else (f"text {args.text!r}" if args.text else f"url {args.url!r}")
         )
         raise BotError(
             args.message or f"expected {what} on page {_path(session.page.url)}, not there"
@@ -399,7 +431,9 @@ async def _expect(session: GenericSession, step: ExpectStep, item: ItemContext, 
     return StepOutcome()
 
 
-async def _business_error_if(session: GenericSession, step: BusinessErrorIfStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+async def _business_error_if(
+    session: GenericSession, step: BusinessErrorIfStep, item: ItemContext, timeout: int | None
+) -> StepOutcome:
     args = step.business_error_if
     if args.element is not None:
         found = session.locate(args.element)
@@ -412,7 +446,9 @@ async def _business_error_if(session: GenericSession, step: BusinessErrorIfStep,
     return StepOutcome()
 
 
-async def _extract(session: GenericSession, step: ExtractStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+async def _extract(
+    session: GenericSession, step: ExtractStep, item: ItemContext, timeout: int | None
+) -> StepOutcome:
     outputs: dict[str, Any] = {}
     for name, field in step.extract.items():
         target = session.locate(field)
@@ -423,7 +459,9 @@ async def _extract(session: GenericSession, step: ExtractStep, item: ItemContext
     return StepOutcome(outputs=outputs, detail=", ".join(outputs))
 
 
-async def _extract_table(session: GenericSession, step: ExtractTableStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+async def _extract_table(
+    session: GenericSession, step: ExtractTableStep, item: ItemContext, timeout: int | None
+) -> StepOutcome:
     args = step.extract_table
     rows: list[dict[str, Any]] = []
     pages = 0
@@ -441,7 +479,9 @@ async def _extract_table(session: GenericSession, step: ExtractTableStep, item: 
     return StepOutcome(outputs={args.into: rows}, detail=f"{len(rows)} rows from {pages} pages")
 
 
-async def _download(session: GenericSession, step: DownloadStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+async def _download(
+    session: GenericSession, step: DownloadStep, item: ItemContext, timeout: int | None
+) -> StepOutcome:
     args = step.download
     folder = session.bot.options.evidence_dir.parent / "downloads"
     folder.mkdir(parents=True, exist_ok=True)
@@ -460,7 +500,9 @@ async def _download(session: GenericSession, step: DownloadStep, item: ItemConte
     return StepOutcome(outputs={args.into: str(path)}, detail=path.name)
 
 
-async def _action(session: GenericSession, step: ActionStep, item: ItemContext, timeout: int | None) -> StepOutcome:
+async def _action(
+    session: GenericSession, step: ActionStep, item: ItemContext, timeout: int | None
+) -> StepOutcome:
     result = await session.call(step.action.name, step.action.args, item)
     if isinstance(result, StepOutcome):
         return result

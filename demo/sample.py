@@ -12,10 +12,46 @@ from typing import Any
 
 HEADERS = ["Aanvraagnummer", "Naam", "BSN", "Kenteken", "Zone", "Ingangsdatum", "Soort"]
 ZONES = ["A - Centrum", "B - Oost", "C - West", "D - Noord"]
-_FIRST = ["Anouk", "Bram", "Chantal", "Daan", "Eva", "Fatima", "Gijs", "Hanneke", "Ilse", "Jeroen",
-          "Kees", "Lotte", "Mohamed", "Noor", "Okke", "Priya", "Quinten", "Roos", "Sem", "Tess"]
-_LAST = ["de Vries", "Jansen", "van den Berg", "Bakker", "Visser", "Smit", "Meijer", "de Boer",
-         "Mulder", "de Groot", "Bos", "Vos", "Peters", "Hendriks", "van Leeuwen", "Dekker"]
+_FIRST = [
+    "Anouk",
+    "Bram",
+    "Chantal",
+    "Daan",
+    "Eva",
+    "Fatima",
+    "Gijs",
+    "Hanneke",
+    "Ilse",
+    "Jeroen",
+    "Kees",
+    "Lotte",
+    "Mohamed",
+    "Noor",
+    "Okke",
+    "Priya",
+    "Quinten",
+    "Roos",
+    "Sem",
+    "Tess",
+]
+_LAST = [
+    "de Vries",
+    "Jansen",
+    "van den Berg",
+    "Bakker",
+    "Visser",
+    "Smit",
+    "Meijer",
+    "de Boer",
+    "Mulder",
+    "de Groot",
+    "Bos",
+    "Vos",
+    "Peters",
+    "Hendriks",
+    "van Leeuwen",
+    "Dekker",
+]
 _PLATE_LETTERS = "BDFGHJKLNPRSTVXZ"
 # The bad rows of the sample and why they are bad (the seed permit HX-441-B exists in the app).
 EXISTING_PLATE = "HX-441-B"

@@ -276,7 +276,7 @@ def step_kind(value: Any) -> str | None:
     if isinstance(value, StepModel):
         return next(kind for kind, model in STEP_KINDS.items() if isinstance(value, model))
     if isinstance(value, dict):
-        kinds = [key for key in value if key in STEP_KINDS]
+        kinds = [str(key) for key in value if key in STEP_KINDS]
         if len(kinds) == 1:
             return kinds[0]
     return None
@@ -346,18 +346,24 @@ class SourceSpec(Model):
     header_row: int = Field(1, ge=1, description="Row number of the header row.")
     key: str | None = Field(None, description="Column whose value identifies an item.")
     subject: str | None = Field(None, description="Column holding the person's BSN.")
-    columns: dict[str, FieldType | ColumnSpec] = Field(
-        default_factory=dict, description="Typed columns by name; other columns are text."
+    columns: dict[str, ColumnSpec] = Field(
+        default_factory=dict,
+        description="Typed columns by name (`bsn: bsn` or `bsn: {type: bsn, header: BSN}`); "
+        "other columns are text.",
     )
     encoding: Literal["auto", "utf-8", "utf-8-sig", "cp1252"] = "auto"
     delimiter: Literal["auto", ";", ",", "\t"] = "auto"
 
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _type_alone(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: {"type": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
     def column(self, name: str) -> ColumnSpec:
-        """The spec of column `name` (text when the definition does not type it)."""
-        spec = self.columns.get(name)
-        if spec is None:
-            return ColumnSpec(required=False)
-        return spec if isinstance(spec, ColumnSpec) else ColumnSpec(type=spec)
+        """The spec of column `name` (optional text when the definition does not type it)."""
+        return self.columns.get(name) or ColumnSpec(required=False)
 
     @model_validator(mode="after")
     def _key_for_files(self) -> SourceSpec:

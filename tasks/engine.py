@@ -13,7 +13,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from tasks import __version__
 from tasks.definition import (
     AppDefinition,
     BusinessErrorIfStep,
-    ExtractTableStep,
+    ExtractStep,
     StepModel,
     Task,
     kind_of,
@@ -103,9 +103,7 @@ class RunSummary:
         """0 all done; 1 finished with items not done; 3 aborted or interrupted."""
         if self.state is not RunState.FINISHED:
             return 3
-        not_done = sum(
-            n for state, n in self.counts.items() if state not in ("done", "skipped")
-        )
+        not_done = sum(n for state, n in self.counts.items() if state not in ("done", "skipped"))
         return 0 if not_done == 0 else 1
 
 
@@ -424,22 +422,13 @@ class Run:
 
     async def _work(self, bot: Bot, credentials: Credentials | None) -> None:
         assert self.record is not None
-        pending = list(
-            self.store.items(self.record.id, [ItemState.PENDING, ItemState.RUNNING])
-        )
+        pending = list(self.store.items(self.record.id, [ItemState.PENDING, ItemState.RUNNING]))
         if not pending:
             return
         queue: asyncio.Queue[WorkItemRecord] = asyncio.Queue()
         for item in pending:
             queue.put_nowait(item)
-        # The first login tells whether the app is there at all: if not, nothing is marked failed.
-        try:
-            first = await bot.open(credentials)
-        except AppUnavailableError as exc:
-            raise RunAborted(
-                f"{self.app.name} is not available ({exc}); no item was touched. "
-                f"Start it again with `klerk resume {self.record.id}` when the app is back"
-            ) from None
+        first = await self._first_login(bot, credentials)
         workers = [
             asyncio.create_task(
                 self._worker(bot, credentials, queue, first if n == 0 else None), name=f"w{n}"
@@ -454,6 +443,24 @@ class Run:
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
+
+    async def _first_login(self, bot: Bot, credentials: Credentials | None) -> BotSession:
+        """Log in once, retrying like an item: if the app is not there, nothing is marked failed."""
+        assert self.record is not None
+        retry = self.task.retry
+        for attempt in range(1, retry.attempts + 1):
+            try:
+                return await bot.open(credentials)
+            except AppUnavailableError as exc:
+                refused = getattr(exc, "final", False)
+                if attempt == retry.attempts or refused:
+                    raise RunAborted(
+                        f"{self.app.name} is not available ({exc}); no item was touched. "
+                        f"Start it again with `klerk resume {self.record.id}` when the app is back"
+                    ) from None
+                logger.warning("login attempt {}/{}: {}", attempt, retry.attempts, exc)
+                await self._sleep(retry.backoff_seconds * retry.backoff_factor ** (attempt - 1))
+        raise AssertionError("unreachable")
 
     async def _heartbeat(self) -> None:
         assert self.record is not None
@@ -529,8 +536,13 @@ class Run:
             except BusinessError as exc:
                 evidence = await self._evidence(session, item)
                 self._finish_item(
-                    item, ItemState.BUSINESS_ERROR, str(exc), outputs=context.outputs,
-                    evidence=evidence, operation=item_op, started=item_started,
+                    item,
+                    ItemState.BUSINESS_ERROR,
+                    str(exc),
+                    outputs=context.outputs,
+                    evidence=evidence,
+                    operation=item_op,
+                    started=item_started,
                 )
                 return session
             except (AppUnavailableError, BotError, TemplateRenderError) as exc:
@@ -554,8 +566,13 @@ class Run:
                     if session is not None:
                         await session.close()
                     self._finish_item(
-                        item, ItemState.SYSTEM_ERROR, last_error, outputs=context.outputs,
-                        evidence=evidence, operation=item_op, started=item_started,
+                        item,
+                        ItemState.SYSTEM_ERROR,
+                        last_error,
+                        outputs=context.outputs,
+                        evidence=evidence,
+                        operation=item_op,
+                        started=item_started,
                     )
                     return None
                 if session is not None:
@@ -565,7 +582,11 @@ class Run:
                 await self._sleep(delay)
                 continue
             self._finish_item(
-                item, ItemState.DONE, "", outputs=context.outputs, operation=item_op,
+                item,
+                ItemState.DONE,
+                "",
+                outputs=context.outputs,
+                operation=item_op,
                 started=item_started,
             )
             return session
@@ -624,23 +645,41 @@ class Run:
                 outcome = await session.perform(rendered, context)
             except BusinessError as exc:
                 trail.record(
-                    "action", parent=parent, start=start, status=STATUS_ERROR,
-                    action=kind_of(step), obj=label, result=f"refused: {exc}",
-                    item_key=item.key, subject=item.subject,
+                    "action",
+                    parent=parent,
+                    start=start,
+                    status=STATUS_ERROR,
+                    action=kind_of(step),
+                    obj=label,
+                    result=f"refused: {exc}",
+                    item_key=item.key,
+                    subject=item.subject,
                 )
                 raise
             except (AppUnavailableError, BotError, TemplateRenderError) as exc:
                 trail.record(
-                    "action", parent=parent, start=start, status=STATUS_ERROR,
-                    action=kind_of(step), obj=label, result=f"failed: {exc}",
-                    item_key=item.key, subject=item.subject,
+                    "action",
+                    parent=parent,
+                    start=start,
+                    status=STATUS_ERROR,
+                    action=kind_of(step),
+                    obj=label,
+                    result=f"failed: {exc}",
+                    item_key=item.key,
+                    subject=item.subject,
                 )
                 raise
             context.outputs.update(outcome.outputs)
             if not isinstance(step, BusinessErrorIfStep):
                 trail.record(
-                    "action", parent=parent, start=start, action=kind_of(step), obj=label,
-                    result=outcome.detail or "ok", item_key=item.key, subject=item.subject,
+                    "action",
+                    parent=parent,
+                    start=start,
+                    action=kind_of(step),
+                    obj=label,
+                    result=outcome.detail or "ok",
+                    item_key=item.key,
+                    subject=item.subject,
                 )
 
     async def _evidence(self, session: BotSession | None, item: WorkItemRecord) -> str | None:
@@ -648,7 +687,7 @@ class Run:
             return None
         try:
             path = await session.evidence(f"{item.seq:05d}-{_safe(redact(item.key))}")
-        except Exception as exc:  # noqa: BLE001 - evidence is best effort, the outcome is not
+        except Exception as exc:
             logger.warning("no screenshot for item {}: {}", item.key, exc)
             return None
         return str(path) if path else None
@@ -726,10 +765,8 @@ def results_table(
         return columns, rows
     output_names: list[str] = []
     for step in task.steps:
-        if kind_of(step) == "extract":
-            output_names.extend(getattr(step, "extract"))
-        elif isinstance(step, ExtractTableStep):
-            continue
+        if isinstance(step, ExtractStep):
+            output_names.extend(step.extract)
     records = []
     for item in items:
         outputs = from_json(item.outputs)

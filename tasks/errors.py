@@ -45,7 +45,7 @@ class AuditError(KlerkError):
     exit_code = 3
 
 
-class RunAborted(KlerkError):  # noqa: N818 - it names an outcome, not a fault
+class RunAborted(KlerkError):
     """The run stopped before all items were handled (app down, too many system errors, signal)."""
 
     exit_code = 3

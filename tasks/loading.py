@@ -46,9 +46,11 @@ def _construct(node: yaml.Node, loc: Loc, positions: _Positions) -> Any:
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(
-                key_node, yaml.ScalarNode
-            ) else _scalar(key_node)
+            key = (
+                yaml.safe_load(yaml.serialize(key_node))
+                if not isinstance(key_node, yaml.ScalarNode)
+                else _scalar(key_node)
+            )
             child = (*loc, key)
             positions.key[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             if key in result:
@@ -154,14 +156,16 @@ def _describe(
                 f"{path}:{line}:{column}: unknown step {name!r}{hint}; "
                 f"expected one of: {', '.join(STEP_KINDS)}"
             )
-        return (
-            f"{path}:{line}:{column}: a step must be a mapping like 'fill: {{label: ..., value: ...}}'"
-        )
+        return f"{path}:{line}:{column}: a step must be a mapping like 'fill: {{label: ..., value: ...}}'"
     if kind == "missing":
         return f"{path}:{line}:{column}: {_parent(loc)} needs `{loc[-1]}`"
     message = str(error["msg"]).removeprefix("Value error, ")
     got = error.get("input")
-    shown = f" (got {got!r})" if isinstance(got, str | int | float | bool) and kind != "value_error" else ""
+    shown = (
+        f" (got {got!r})"
+        if isinstance(got, str | int | float | bool) and kind != "value_error"
+        else ""
+    )
     return f"{path}:{line}:{column}: {where}: {message}{shown}"
 
 
@@ -171,11 +175,7 @@ def _clean_loc(raw: tuple[Any, ...]) -> Loc:
     for part in raw:
         if isinstance(part, str) and part.startswith("function-"):
             continue
-        if isinstance(part, str) and part in STEP_KINDS and loc and isinstance(loc[-1], int):
-            # the discriminator's tag right after a list index; the real key follows it
-            if len(loc) >= 1 and not (loc and loc[-1] == part):
-                loc.append(part)
-                continue
+        # a discriminated union repeats the step kind: ('steps', 0, 'fill', 'fill', 'label')
         if loc and part == loc[-1] and isinstance(part, str) and part in STEP_KINDS:
             continue
         loc.append(part)
@@ -223,7 +223,12 @@ def _known_keys(model: type[BaseModel], data: Any, loc: Loc) -> list[str]:
     current: Any = model
     walked: Any = data
     for part in loc:
-        walked = walked[part] if isinstance(walked, dict | list) else None
+        if isinstance(walked, dict):
+            walked = walked.get(part)
+        elif isinstance(walked, list) and isinstance(part, int) and part < len(walked):
+            walked = walked[part]
+        else:
+            walked = None
         current = _child_model(current, part, walked)
         if current is None:
             return []
@@ -275,7 +280,9 @@ def _resolve(annotation: Any, value: Any) -> Any:
         kinds = [key for key in value if key in STEP_KINDS]
         if len(kinds) == 1:
             return STEP_KINDS[kinds[0]]
-    candidates = [a for a in _flatten(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    candidates = [
+        a for a in _flatten(annotation) if isinstance(a, type) and issubclass(a, BaseModel)
+    ]
     if len(candidates) == 1:
         return candidates[0]
     del get_args

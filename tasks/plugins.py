@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tasks.errors import KlerkError
 
 if TYPE_CHECKING:
-    from tasks.definition import AppDefinition, SinkSpec, SourceSpec, Step
+    from tasks.definition import AppDefinition, SinkSpec, SourceSpec, StepModel
     from tasks.secrets import Credentials
 
 
@@ -68,7 +68,7 @@ class StepOutcome:
 class BotSession(Protocol):
     """A logged-in browser context for one application. Playwright stays behind this."""
 
-    async def perform(self, step: Step, item: ItemContext) -> StepOutcome:
+    async def perform(self, step: StepModel, item: ItemContext) -> StepOutcome:
         """Do one (already rendered) step; raise BusinessError, AppUnavailableError or BotError."""
         ...
 

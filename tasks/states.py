@@ -22,9 +22,7 @@ class ItemState(StrEnum):
 
 
 ITEM_TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
-    ItemState.PENDING: frozenset(
-        {ItemState.RUNNING, ItemState.BUSINESS_ERROR, ItemState.SKIPPED}
-    ),
+    ItemState.PENDING: frozenset({ItemState.RUNNING, ItemState.BUSINESS_ERROR, ItemState.SKIPPED}),
     # a running item goes back to pending when the run is interrupted before the bot acted
     ItemState.RUNNING: frozenset(
         {
@@ -52,7 +50,7 @@ class RunState(StrEnum):
     ABORTED = "aborted"
 
 
-class IllegalTransition(Exception):  # noqa: N818 - names the event
+class IllegalTransition(Exception):
     """A programming error: a transition the state machine does not allow."""
 
 

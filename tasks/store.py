@@ -156,13 +156,18 @@ class Store:
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             Base.metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
-            raise AuditError(f"cannot open the store {self._safe_url()}: {exc.__class__.__name__}: "
-                             f"{str(exc).splitlines()[0]}") from None
+            raise AuditError(
+                f"cannot open the store {self._safe_url()}: {exc.__class__.__name__}: "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def _safe_url(self) -> str:
-        return self.engine.url.render_as_string(hide_password=True) if hasattr(self, "engine") \
+        return (
+            self.engine.url.render_as_string(hide_password=True)
+            if hasattr(self, "engine")
             else self.url.split("@")[-1]
+        )
 
     def close(self) -> None:
         """Release the connections."""
@@ -255,8 +260,7 @@ class Store:
             for start in range(0, len(keys), 500):
                 chunk = list(keys[start : start + 500])
                 rows = session.execute(
-                    select(WorkItemRecord.key, WorkItemRecord.run_id, WorkItemRecord.outputs)
-                    .where(
+                    select(WorkItemRecord.key, WorkItemRecord.run_id, WorkItemRecord.outputs).where(
                         WorkItemRecord.task == task,
                         WorkItemRecord.key.in_(chunk),
                         WorkItemRecord.state == ItemState.DONE.value,

@@ -136,7 +136,10 @@ def template_problems(data: Any, loc: tuple[str | int, ...] = ()) -> Iterator[tu
                 yield loc, f"unknown filter {filter_node.name!r}{hint}"
                 return
         for name in sorted(meta.find_undeclared_variables(tree) - KNOWN_VARIABLES):
-            yield loc, (
-                f"unknown variable {name!r} in template; "
-                f"use one of: {', '.join(sorted(KNOWN_VARIABLES))}"
+            yield (
+                loc,
+                (
+                    f"unknown variable {name!r} in template; "
+                    f"use one of: {', '.join(sorted(KNOWN_VARIABLES))}"
+                ),
             )

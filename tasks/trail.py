@@ -41,8 +41,14 @@ def new_operation_id() -> str:
 
 def canonical(record: Mapping[str, Any]) -> str:
     """Canonical JSON: sorted keys, no NaN or Infinity, UTF-8 characters as they are."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False, default=str)
+    return json.dumps(
+        record,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=str,
+    )
 
 
 def pseudonym(bsn: str, key: bytes) -> str:

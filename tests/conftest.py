@@ -134,10 +134,11 @@ def _postgres_available() -> bool:
     try:
         import psycopg
 
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
-                             connect_timeout=3):
+        with psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=postgres", connect_timeout=3
+        ):
             return True
-    except Exception:  # noqa: BLE001 - any failure means: no server to test against
+    except Exception:
         return False
 
 
@@ -172,6 +173,7 @@ def klerk_pg(tmp_path: Path, demo_app: DemoApp, postgres_url: str) -> Klerk:
 def write_intake(path: Path, rows: list[dict[str, Any]], sheet: str = "Aanvragen") -> Path:
     """Write intake rows to an .xlsx file the way the demo's sample is written."""
     from connectors.xlsx import XlsxSink
+
     from demo.sample import HEADERS
     from tasks.definition import SinkSpec
 

@@ -28,55 +28,126 @@ steps:
 
 # (what is wrong, the YAML, the exact problem line after the file name)
 CATALOGUE = [
-    ("typo in a top-level key", GOOD.replace("legal_basis", "legal_bases"),
-     ["4:1: unknown key 'legal_bases' in the definition; did you mean 'legal_basis'?",
-      "1:1: the definition needs `legal_basis`"]),
-    ("unknown step", GOOD.replace("  - goto:", "  - gotoo:"),
-     ["7:5: unknown step 'gotoo'; did you mean 'goto'?; expected one of: goto, fill, select, "
-      "check, click, press, wait_for, expect, business_error_if, extract, extract_table, "
-      "download, action"]),
-    ("typo in a locator key", GOOD.replace("{label: BSN", "{lable: BSN"),
-     ["8:12: unknown key 'lable' in step 2 (fill); did you mean 'label'?"]),
-    ("two locators at once", GOOD.replace("{label: BSN,", "{label: BSN, css: '#bsn',"),
-     ["8:11: step 2 (fill): give exactly one of label, role, text, placeholder, css, xpath "
-      "(got label, css)"]),
-    ("no locator", GOOD.replace("{label: BSN, ", "{"),
-     ["8:11: step 2 (fill): give exactly one of label, role, text, placeholder, css, xpath"]),
-    ("a value missing", GOOD.replace(', value: "{{ item.bsn }}"', ""),
-     ["8:11: step 2 (fill) needs `value`"]),
-    ("wrong type", GOOD + "retry: {attempts: many}\n",
-     ["9:19: retry.attempts: Input should be a valid integer, unable to parse string as an "
-      "integer (got 'many')"]),
-    ("out of range", GOOD + "concurrency: 0\n",
-     ["9:14: concurrency: Input should be greater than or equal to 1 (got 0)"]),
-    ("bad task name", GOOD.replace("name: proef", "name: Proef Taak"),
-     ["1:7: name: String should match pattern '^[a-z0-9][a-z0-9-]*$' (got 'Proef Taak')"]),
-    ("credentials as a password", GOOD + "credentials: geheim123\n",
-     ["9:14: credentials: String should match pattern '^[A-Z][A-Z0-9_]*$' (got 'geheim123')"]),
-    ("template syntax", GOOD.replace("{{ item.bsn }}", "{{ item.bsn }"),
-     ["8:31: template syntax error: unexpected '}'"]),
-    ("unknown filter", GOOD.replace("{{ item.bsn }}", "{{ item.bsn | dmyy }}"),
-     ["8:31: unknown filter 'dmyy'; did you mean 'dmy'?"]),
-    ("unknown variable", GOOD.replace("{{ item.bsn }}", "{{ rij.bsn }}"),
-     ["8:31: unknown variable 'rij' in template; use one of: credentials, input, item, now, "
-      "outputs, run, today"]),
-    ("two steps in one", GOOD + "  - goto: /a\n    click: {text: OK}\n",
-     ["9:5: a step does one thing; this one says goto and click (split it into two steps)"]),
-    ("a step that is not a mapping", GOOD + "  - goto\n",
-     ["9:5: a step must be a mapping like 'fill: {label: ..., value: ...}'"]),
-    ("file source without key", GOOD.replace(", key: aanvraagnummer", ""),
-     ["5:9: source: a xlsx source needs `key` (the column naming each item)"]),
-    ("unknown column type", GOOD.replace("subject: bsn}", "subject: bsn, columns: {bsn: bssn}}"),
-     ["5:93: source.columns.bsn.type: Input should be 'text', 'integer', 'decimal', 'date', 'bsn', "
-      "'postcode', 'kenteken' or 'yesno' (got 'bssn')"]),
-    ("duplicate key", GOOD + "app: parkeren\n",
-     ["9:1: key 'app' appears twice"]),
-    ("broken YAML", GOOD + "steps: [\n",
-     ["10:1: invalid YAML: expected the node content, but found '<stream end>'"]),
-    ("no steps", GOOD.split("steps:")[0] + "steps: []\n",
-     ["6:8: steps: List should have at least 1 item after validation, not 0"]),
-    ("not a mapping", "- just\n- a list\n",
-     ["1:1: expected a mapping of keys (name:, steps:, ...)"]),
+    (
+        "typo in a top-level key",
+        GOOD.replace("legal_basis", "legal_bases"),
+        [
+            "4:1: unknown key 'legal_bases' in the definition; did you mean 'legal_basis'?",
+            "1:1: the definition needs `legal_basis`",
+        ],
+    ),
+    (
+        "unknown step",
+        GOOD.replace("  - goto:", "  - gotoo:"),
+        [
+            "7:5: unknown step 'gotoo'; did you mean 'goto'?; expected one of: goto, fill, select, "
+            "check, click, press, wait_for, expect, business_error_if, extract, extract_table, "
+            "download, action"
+        ],
+    ),
+    (
+        "typo in a locator key",
+        GOOD.replace("{label: BSN", "{lable: BSN"),
+        ["8:12: unknown key 'lable' in step 2 (fill); did you mean 'label'?"],
+    ),
+    (
+        "two locators at once",
+        GOOD.replace("{label: BSN,", "{label: BSN, css: '#bsn',"),
+        [
+            "8:11: step 2 (fill): give exactly one of label, role, text, placeholder, css, xpath "
+            "(got label, css)"
+        ],
+    ),
+    (
+        "no locator",
+        GOOD.replace("{label: BSN, ", "{"),
+        ["8:11: step 2 (fill): give exactly one of label, role, text, placeholder, css, xpath"],
+    ),
+    (
+        "a value missing",
+        GOOD.replace(', value: "{{ item.bsn }}"', ""),
+        ["8:11: step 2 (fill) needs `value`"],
+    ),
+    (
+        "wrong type",
+        GOOD + "retry: {attempts: many}\n",
+        [
+            "9:19: retry.attempts: Input should be a valid integer, unable to parse string as an "
+            "integer (got 'many')"
+        ],
+    ),
+    (
+        "out of range",
+        GOOD + "concurrency: 0\n",
+        ["9:14: concurrency: Input should be greater than or equal to 1 (got 0)"],
+    ),
+    (
+        "bad task name",
+        GOOD.replace("name: proef", "name: Proef Taak"),
+        ["1:7: name: String should match pattern '^[a-z0-9][a-z0-9-]*$' (got 'Proef Taak')"],
+    ),
+    (
+        "credentials as a password",
+        GOOD + "credentials: geheim123\n",
+        ["9:14: credentials: String should match pattern '^[A-Z][A-Z0-9_]*$' (got 'geheim123')"],
+    ),
+    (
+        "template syntax",
+        GOOD.replace("{{ item.bsn }}", "{{ item.bsn }"),
+        ["8:31: template syntax error: unexpected '}'"],
+    ),
+    (
+        "unknown filter",
+        GOOD.replace("{{ item.bsn }}", "{{ item.bsn | dmyy }}"),
+        ["8:31: unknown filter 'dmyy'; did you mean 'dmy'?"],
+    ),
+    (
+        "unknown variable",
+        GOOD.replace("{{ item.bsn }}", "{{ rij.bsn }}"),
+        [
+            "8:31: unknown variable 'rij' in template; use one of: credentials, input, item, now, "
+            "outputs, run, today"
+        ],
+    ),
+    (
+        "two steps in one",
+        GOOD + "  - goto: /a\n    click: {text: OK}\n",
+        ["9:5: a step does one thing; this one says goto and click (split it into two steps)"],
+    ),
+    (
+        "a step that is not a mapping",
+        GOOD + "  - goto\n",
+        ["9:5: a step must be a mapping like 'fill: {label: ..., value: ...}'"],
+    ),
+    (
+        "file source without key",
+        GOOD.replace(", key: aanvraagnummer", ""),
+        ["5:9: source: a xlsx source needs `key` (the column naming each item)"],
+    ),
+    (
+        "unknown column type",
+        GOOD.replace("subject: bsn}", "subject: bsn, columns: {bsn: bssn}}"),
+        [
+            "5:93: source.columns.bsn.type: Input should be 'text', 'integer', 'decimal', 'date', 'bsn', "
+            "'postcode', 'kenteken' or 'yesno' (got 'bssn')"
+        ],
+    ),
+    ("duplicate key", GOOD + "app: parkeren\n", ["9:1: key 'app' appears twice"]),
+    (
+        "broken YAML",
+        GOOD + "steps: [\n",
+        ["10:1: invalid YAML: expected the node content, but found '<stream end>'"],
+    ),
+    (
+        "no steps",
+        GOOD.split("steps:")[0] + "steps: []\n",
+        ["6:8: steps: List should have at least 1 item after validation, not 0"],
+    ),
+    (
+        "not a mapping",
+        "- just\n- a list\n",
+        ["1:1: expected a mapping of keys (name:, steps:, ...)"],
+    ),
 ]
 
 
@@ -101,9 +172,17 @@ def test_good_definition_loads(tmp_path: Path) -> None:
 def _klerk(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(ROOT / "runner.py"), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "COLUMNS": "200",
-             "KLERK_HOME": str(cwd)},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(ROOT),
+            "COLUMNS": "200",
+            "KLERK_HOME": str(cwd),
+        },
     )
 
 

@@ -17,7 +17,9 @@ SEED_PERMITS = 3
 
 
 def _entered(demo: DemoApp) -> Counter[str]:
-    return Counter(p["aanvraagnummer"] for p in demo.permits() if not p["aanvraagnummer"].startswith("SEED"))
+    return Counter(
+        p["aanvraagnummer"] for p in demo.permits() if not p["aanvraagnummer"].startswith("SEED")
+    )
 
 
 def test_sample_rows_are_entered_once_and_reported(klerk: Klerk, demo_app: DemoApp) -> None:
@@ -102,12 +104,17 @@ def test_nothing_a_run_writes_holds_the_password_or_a_bsn(klerk: Klerk, demo_app
     intake = write_intake(klerk.home / "privacy.xlsx", rows)
     demo_app.faults(error_rate=0.3, seed=1)  # failures leave messages and evidence behind
 
-    result = klerk("run", "vergunningen-invoeren", "--input", str(intake), "--debug")
+    result = klerk("--debug", "run", "vergunningen-invoeren", "--input", str(intake))
     assert result.returncode in (0, 1), result.stderr
 
     secrets = [DEMO_PASSWORD, *(r["BSN"] for r in rows)]
-    user_files = {intake, klerk.home / "privacy-resultaten.xlsx"}
-    written = [p for p in klerk.written_files() if p not in user_files and p.suffix != ".key"]
+    # The input and the results sheet are the user's own data; the store (var/klerk.db) is the
+    # working copy of the input that resume needs. Everything else a run writes must be clean.
+    own_data = {intake, klerk.home / "privacy-resultaten.xlsx"}
+    written = [
+        p for p in klerk.written_files() if p not in own_data and p.parent.name not in ("var", "keys")
+    ]
+    assert any(p.suffix == ".png" for p in written)  # evidence of the failed items was kept
     assert any(p.name == "audit.jsonl" for p in written)
     assert any(p.name == "klerk.log" for p in written)
     for path in written:
@@ -147,9 +154,19 @@ def test_interrupted_run_resumes_without_doubles(klerk: Klerk, demo_app: DemoApp
     intake = write_intake(klerk.home / "resume.xlsx", rows)
     demo_app.faults(latency_ms=150, seed=2)
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "runner.py"), "run", "vergunningen-invoeren", "--input",
-         str(intake)],
-        cwd=klerk.home, env=klerk.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(ROOT / "runner.py"),
+            "run",
+            "vergunningen-invoeren",
+            "--input",
+            str(intake),
+        ],
+        cwd=klerk.home,
+        env=klerk.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 120
     while len(demo_app.permits()) < SEED_PERMITS + 3 and time.monotonic() < deadline:
