@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import os
 import socket
+from pathlib import Path
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -154,13 +155,24 @@ class Store:
             self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
-            Base.metadata.create_all(self.engine)
+            self._migrate()
         except SQLAlchemyError as exc:
             raise AuditError(
                 f"cannot open the store {self._safe_url()}: {exc.__class__.__name__}: "
                 f"{str(exc).splitlines()[0]}"
             ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _migrate(self) -> None:
+        """Bring the database to the newest schema (Alembic)."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
 
     def _safe_url(self) -> str:
         return (

@@ -1,0 +1,1 @@
+"""Alembic migrations of klerk's store; `Store` applies them on start."""
