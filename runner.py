@@ -1,4 +1,4 @@
-"""klerk's command line: parses arguments, wires the rooms together, prints. No business rules here."""
+"""klerk's command line: parses arguments, wires the rooms together, prints; no business rules."""
 
 from __future__ import annotations
 

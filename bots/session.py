@@ -8,6 +8,7 @@ app becomes a retryable `AppUnavailableError` and a refusal a `BusinessError`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -150,6 +151,7 @@ class GenericSession:
         self.last_url = ""
         self.dialogs: list[str] = []
         self.logging_in = False
+        self._pending: set[asyncio.Future[None]] = set()
         context.set_default_timeout(self.app.timeout_ms)
         context.set_default_navigation_timeout(self.app.navigation_timeout_ms)
         page.on("response", self._on_response)
@@ -163,7 +165,8 @@ class GenericSession:
 
     def _on_dialog(self, dialog: Any) -> None:
         self.dialogs.append(redact(dialog.message))
-        asyncio.ensure_future(dialog.dismiss())
+        # an unexpected alert would block the page; dismiss it and keep its text for the report
+        self._pending.add(asyncio.ensure_future(dialog.dismiss()))
 
     # --- login and page checks -------------------------------------------------------------
 
@@ -206,7 +209,7 @@ class GenericSession:
         return str(url), str(title), str(text)
 
     async def check_page(self) -> None:
-        """Raise AppUnavailableError when the page says the session expired, the app is busy or failing."""
+        """Raise AppUnavailableError on a page of an expired session, or a busy or failing app."""
         url, title, text = await self.page_state()
         status = self.last_status
         where = _path(url)
@@ -282,11 +285,9 @@ class GenericSession:
         return found.first
 
     async def settle(self) -> None:
-        """After a click or key press: wait for a started navigation to load, then check the page."""
-        try:
+        """After a click or key press: wait for a started navigation, then check the page."""
+        with contextlib.suppress(PlaywrightError):
             await self.page.wait_for_load_state("domcontentloaded")
-        except PlaywrightError:
-            pass
         await self.check_page()
 
     async def call(self, action: str, args: Mapping[str, Any], item: ItemContext) -> Any:
@@ -313,10 +314,8 @@ class GenericSession:
 
     async def close(self) -> None:
         """Close the context; never raises."""
-        try:
+        with contextlib.suppress(PlaywrightError):
             await self.context.close()
-        except PlaywrightError:
-            pass
 
 
 # --- executors: one per step kind ---------------------------------------------------------------

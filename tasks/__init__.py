@@ -1,3 +1,3 @@
-"""The core of klerk: what a task is and how one runs. Knows no browser and no spreadsheet library."""
+"""The core of klerk: what a task is and how one runs; knows no browser, no spreadsheet library."""
 
 __version__ = "0.1.0"

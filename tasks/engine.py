@@ -7,6 +7,7 @@ The engine never sees a Playwright object: it talks to bots through `tasks.plugi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import secrets
@@ -595,10 +596,8 @@ class Run:
         return session
 
     async def _sleep(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop_requested.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
     async def _already_done(
         self, session: BotSession, context: ItemContext, parent: str, item: WorkItemRecord
@@ -750,7 +749,7 @@ class Run:
 def results_table(
     task: Task, headers: Mapping[str, str], items: Sequence[WorkItemRecord]
 ) -> tuple[list[str], list[dict[str, Any]]]:
-    """The results as one table: input columns, outputs, status and message; or an extracted table."""
+    """The results as one table: input columns, outputs, status, message (or an extracted table)."""
     assert task.sink is not None
     if task.sink.table:
         rows = [

@@ -10,7 +10,7 @@ class KlerkError(Exception):
 
 
 class DefinitionError(KlerkError):
-    """A task, app or schedule definition is wrong: the message names file, line, column and a fix."""
+    """A task, app or schedule definition is wrong: the message names file:line:column and a fix."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
@@ -18,7 +18,7 @@ class DefinitionError(KlerkError):
 
 
 class DataError(KlerkError):
-    """An input file or row cannot be used (missing file, sheet or column; a cell of the wrong type)."""
+    """An input file cannot be used (missing file, sheet or column; not really a spreadsheet)."""
 
 
 class ConnectorError(KlerkError):

@@ -1,4 +1,4 @@
-"""Loading definition files: YAML with line numbers, validated by the models, with errors a person can act on.
+"""Loading definition files: YAML with line numbers, validated by the models, clear errors.
 
 Every problem is reported as `file:line:column: what is wrong; what was expected` and, where a
 key or step name is close to a known one, "did you mean ...".
@@ -156,7 +156,8 @@ def _describe(
                 f"{path}:{line}:{column}: unknown step {name!r}{hint}; "
                 f"expected one of: {', '.join(STEP_KINDS)}"
             )
-        return f"{path}:{line}:{column}: a step must be a mapping like 'fill: {{label: ..., value: ...}}'"
+        example = "'fill: {label: ..., value: ...}'"
+        return f"{path}:{line}:{column}: a step must be a mapping like {example}"
     if kind == "missing":
         return f"{path}:{line}:{column}: {_parent(loc)} needs `{loc[-1]}`"
     message = str(error["msg"]).removeprefix("Value error, ")

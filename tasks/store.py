@@ -10,9 +10,9 @@ import datetime as dt
 import json
 import os
 import socket
-from pathlib import Path
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (

@@ -1,4 +1,4 @@
-"""Shared fixtures: the demo app served on localhost, an isolated klerk home, the CLI as a user runs it."""
+"""Shared fixtures: the demo app on localhost, an isolated klerk home, the CLI as a user runs it."""
 
 from __future__ import annotations
 
@@ -173,7 +173,6 @@ def klerk_pg(tmp_path: Path, demo_app: DemoApp, postgres_url: str) -> Klerk:
 def write_intake(path: Path, rows: list[dict[str, Any]], sheet: str = "Aanvragen") -> Path:
     """Write intake rows to an .xlsx file the way the demo's sample is written."""
     from connectors.xlsx import XlsxSink
-
     from demo.sample import HEADERS
     from tasks.definition import SinkSpec
 

@@ -128,8 +128,8 @@ CATALOGUE = [
         "unknown column type",
         GOOD.replace("subject: bsn}", "subject: bsn, columns: {bsn: bssn}}"),
         [
-            "5:93: source.columns.bsn.type: Input should be 'text', 'integer', 'decimal', 'date', 'bsn', "
-            "'postcode', 'kenteken' or 'yesno' (got 'bssn')"
+            "5:93: source.columns.bsn.type: Input should be 'text', 'integer', 'decimal', 'date', "
+            "'bsn', 'postcode', 'kenteken' or 'yesno' (got 'bssn')"
         ],
     ),
     ("duplicate key", GOOD + "app: parkeren\n", ["9:1: key 'app' appears twice"]),

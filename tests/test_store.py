@@ -31,14 +31,34 @@ def _store(tmp_path: Path) -> Store:
 def _run(store: Store, run_id: str = "r1") -> WorkItemRecord:
     store.create_run(
         RunRecord(
-            id=run_id, task="t", definition_path="t.yaml", definition_sha256="0" * 64,
-            input_path=None, input_sha256=None, results_path=None, state="running",
-            started_by="test", host="h", started_at=utcnow(), message="", options={}, headers={},
+            id=run_id,
+            task="t",
+            definition_path="t.yaml",
+            definition_sha256="0" * 64,
+            input_path=None,
+            input_sha256=None,
+            results_path=None,
+            state="running",
+            started_by="test",
+            host="h",
+            started_at=utcnow(),
+            message="",
+            options={},
+            headers={},
         )
     )
     item = WorkItemRecord(
-        run_id=run_id, seq=1, task="t", key="K-1", row=2, state="pending", attempts=0,
-        values=to_json({"d": dt.date(2027, 1, 5)}), subject=None, outputs={}, message="",
+        run_id=run_id,
+        seq=1,
+        task="t",
+        key="K-1",
+        row=2,
+        state="pending",
+        attempts=0,
+        values=to_json({"d": dt.date(2027, 1, 5)}),
+        subject=None,
+        outputs={},
+        message="",
         updated_at=utcnow(),
     )
     store.add_items([item])

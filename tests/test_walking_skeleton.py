@@ -112,7 +112,9 @@ def test_nothing_a_run_writes_holds_the_password_or_a_bsn(klerk: Klerk, demo_app
     # working copy of the input that resume needs. Everything else a run writes must be clean.
     own_data = {intake, klerk.home / "privacy-resultaten.xlsx"}
     written = [
-        p for p in klerk.written_files() if p not in own_data and p.parent.name not in ("var", "keys")
+        p
+        for p in klerk.written_files()
+        if p not in own_data and p.parent.name not in ("var", "keys")
     ]
     assert any(p.suffix == ".png" for p in written)  # evidence of the failed items was kept
     assert any(p.name == "audit.jsonl" for p in written)
