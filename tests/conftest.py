@@ -123,11 +123,17 @@ def _klerk(home: Path, demo_url: str, database_url: str | None = None) -> Klerk:
 
 
 @pytest.fixture
-def klerk(tmp_path: Path, demo_app: DemoApp) -> Klerk:
-    """The CLI in a fresh home folder (own SQLite store, runs/), pointed at the demo app."""
+def klerk(request: pytest.FixtureRequest, tmp_path: Path, demo_app: DemoApp) -> Klerk:
+    """The CLI in a fresh home folder, pointed at the demo app.
+
+    Its store is SQLite under the home, or (parametrized indirectly with "postgres") a fresh
+    PostgreSQL database.
+    """
     home = tmp_path / "home"
     home.mkdir()
-    return _klerk(home, demo_app.url)
+    store = getattr(request, "param", "sqlite")
+    database_url = request.getfixturevalue("postgres_url") if store == "postgres" else None
+    return _klerk(home, demo_app.url, database_url)
 
 
 def _postgres_available() -> bool:
@@ -162,14 +168,6 @@ def postgres_url() -> Iterator[str]:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def klerk_pg(tmp_path: Path, demo_app: DemoApp, postgres_url: str) -> Klerk:
-    """The CLI with its store in a fresh PostgreSQL database."""
-    home = tmp_path / "home"
-    home.mkdir()
-    return _klerk(home, demo_app.url, postgres_url)
-
-
 def write_intake(path: Path, rows: list[dict[str, Any]], sheet: str = "Aanvragen") -> Path:
     """Write intake rows to an .xlsx file the way the demo's sample is written."""
     from connectors.xlsx import XlsxSink
@@ -189,4 +187,5 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     rows = list(sheet.iter_rows(values_only=True))
     workbook.close()
     headers = [str(h) for h in rows[0]]
-    return [dict(zip(headers, row, strict=False)) for row in rows[1:]]
+    # read-only sheets leave out empty cells at the end of a row: pad them back as None
+    return [dict(zip(headers, [*row, *[None] * len(headers)], strict=False)) for row in rows[1:]]

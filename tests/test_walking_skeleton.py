@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -16,12 +17,22 @@ pytestmark = pytest.mark.browser
 SEED_PERMITS = 3
 
 
+def _run_id(output: str) -> str:
+    found = re.search(r"run (\d{8}-\d{6}-[0-9a-f]{6})", output)
+    assert found, output
+    return found.group(1)
+
+
 def _entered(demo: DemoApp) -> Counter[str]:
     return Counter(
         p["aanvraagnummer"] for p in demo.permits() if not p["aanvraagnummer"].startswith("SEED")
     )
 
 
+BOTH_STORES = pytest.mark.parametrize("klerk", ["sqlite", "postgres"], indirect=True)
+
+
+@BOTH_STORES
 def test_sample_rows_are_entered_once_and_reported(klerk: Klerk, demo_app: DemoApp) -> None:
     rows = aanvragen(50)
     intake = write_intake(klerk.home / "aanvragen.xlsx", rows)
@@ -64,6 +75,7 @@ def test_sample_rows_are_entered_once_and_reported(klerk: Klerk, demo_app: DemoA
     assert all(r["zaaknummer"] == by_number[r["Aanvraagnummer"]]["zaaknummer"] for r in skipped)
 
 
+@BOTH_STORES
 def test_faults_do_not_lose_or_double_items(klerk: Klerk, demo_app: DemoApp) -> None:
     rows = aanvragen(24, seed=11, bad_rows=False, prefix="FT-")
     intake = write_intake(klerk.home / "storing.xlsx", rows)
@@ -127,23 +139,7 @@ def test_nothing_a_run_writes_holds_the_password_or_a_bsn(klerk: Klerk, demo_app
         assert secret not in result.stdout + result.stderr
 
 
-def test_postgres_store(klerk_pg: Klerk, demo_app: DemoApp) -> None:
-    rows = aanvragen(10, seed=21, prefix="PG-")
-    intake = write_intake(klerk_pg.home / "pg.xlsx", rows)
-
-    first = klerk_pg("run", "vergunningen-invoeren", "--input", str(intake), "--concurrency", "2")
-    second = klerk_pg("run", "vergunningen-invoeren", "--input", str(intake))
-
-    assert first.returncode == 1, first.stderr  # row 10 has an invalid BSN
-    assert second.returncode == 1, second.stderr
-    entered = _entered(demo_app)
-    assert sorted(entered) == sorted(r["Aanvraagnummer"] for r in rows[:9])
-    assert set(entered.values()) == {1}
-    assert not (klerk_pg.home / "var" / "klerk.db").exists()
-    listing = klerk_pg("runs", "list")
-    assert listing.returncode == 0 and listing.stdout.count("vergunningen-invoeren") == 2
-
-
+@BOTH_STORES
 def test_interrupted_run_resumes_without_doubles(klerk: Klerk, demo_app: DemoApp) -> None:
     import signal
     import subprocess
@@ -209,3 +205,45 @@ def test_app_down_at_start_aborts_and_marks_nothing(tmp_path: Path, klerk: Klerk
     assert "Traceback" not in result.stderr
     shown = klerk("runs", "list")
     assert "aborted" in shown.stdout and "pending:3" in shown.stdout
+
+
+@pytest.mark.parametrize("klerk", ["postgres"], indirect=True)
+def test_postgres_store_is_used(klerk: Klerk, demo_app: DemoApp) -> None:
+    rows = aanvragen(4, seed=21, bad_rows=False, prefix="PG-")
+    intake = write_intake(klerk.home / "pg.xlsx", rows)
+    assert klerk("run", "vergunningen-invoeren", "--input", str(intake)).returncode == 0
+    assert not (klerk.home / "var" / "klerk.db").exists()
+    listing = klerk("runs", "list")
+    assert listing.returncode == 0 and "vergunningen-invoeren" in listing.stdout
+
+
+def test_dry_run_touches_nothing(klerk: Klerk, demo_app: DemoApp) -> None:
+    rows = aanvragen(12, seed=51, prefix="DR-")
+    intake = write_intake(klerk.home / "droog.xlsx", rows)
+
+    result = klerk("run", "vergunningen-invoeren", "--input", str(intake), "--dry-run")
+
+    assert result.returncode == 0, result.stderr
+    assert "12 items" in result.stdout
+    assert "11 items would be entered; 1 have problems" in result.stdout
+    assert "row 11 (DR-00010): kolom BSN: geen geldig BSN (elfproef)" in result.stdout
+    assert rows[9]["BSN"] not in result.stdout
+    assert _entered(demo_app) == Counter()
+    assert not (klerk.home / "droog-resultaten.xlsx").exists()
+
+
+def test_runs_show_lists_every_item(klerk: Klerk, demo_app: DemoApp) -> None:
+    rows = aanvragen(3, seed=61, bad_rows=False, prefix="SH-")
+    intake = write_intake(klerk.home / "show.xlsx", rows)
+    ran = klerk("run", "vergunningen-invoeren", "--input", str(intake), "--limit", "2")
+    assert ran.returncode == 0, ran.stderr
+    run_id = _run_id(ran.stdout)
+    assert run_id in klerk("runs", "list").stdout
+
+    shown = klerk("runs", "show", run_id[:15])
+
+    assert shown.returncode == 0, shown.stderr
+    assert "SH-00001" in shown.stdout and "SH-00002" in shown.stdout
+    assert "SH-00003" not in shown.stdout  # --limit 2
+    assert "Z-2026-" in shown.stdout
+    assert rows[0]["BSN"] not in shown.stdout
