@@ -138,7 +138,15 @@ def _execute(run: Run, record: RunRecord, store: Store) -> RunSummary:
 
         run.progress = advanced
         logger.info("run {} of task {} started ({} items)", record.id, record.task, total)
-        return asyncio.run(_with_signals(run))
+        try:
+            return asyncio.run(_with_signals(run))
+        except asyncio.CancelledError:
+            run.write_results()
+            err.print(
+                f"Abandoned: the items in progress are checked in the app on "
+                f"`klerk resume {record.id}`"
+            )
+            raise typer.Exit(EXIT_ABORTED) from None
 
 
 async def _with_signals(run: Run) -> RunSummary:

@@ -395,9 +395,16 @@ class RetryPolicy(Model):
     attempts: int = Field(3, ge=1, le=20)
     backoff_seconds: float = Field(2.0, ge=0)
     backoff_factor: float = Field(2.0, ge=1)
+    max_backoff_seconds: float = Field(30.0, ge=0, description="Never wait longer than this.")
     max_consecutive_system_errors: int = Field(
         10, ge=1, description="Stop the run after this many items in a row failed (app dead)."
     )
+
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        wait = self.backoff_seconds * self.backoff_factor ** (attempt - 1)
+        return float(min(wait, self.max_backoff_seconds))
 
 
 class AlreadyDone(Model):

@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import json
+import os
 import secrets
 import socket
 import time
@@ -275,10 +277,10 @@ class Run:
             },
             sync=True,
         )
-        problems = {row.key: row.problem for row in rows if row.problem}
+        problems = {row.row: row.problem for row in rows if row.problem}
         for item in items:
-            if item.key in problems:
-                self._finish_item(item, ItemState.BUSINESS_ERROR, problems[item.key] or "")
+            if item.row in problems:
+                self._finish_item(item, ItemState.BUSINESS_ERROR, problems[item.row] or "")
             elif item.key in done_before:
                 earlier_run, outputs = done_before[item.key]
                 self._finish_item(
@@ -368,6 +370,9 @@ class Run:
                 state, message = RunState.ABORTED, self._abort_reason
             elif self.stop_requested.is_set():
                 state, message = RunState.INTERRUPTED, "stopped on request"
+        except asyncio.CancelledError:
+            state, message = RunState.INTERRUPTED, "abandoned on a second stop request"
+            raise
         except AuditError:
             state, message = RunState.ABORTED, "the trail or the store could not be written"
             raise
@@ -380,6 +385,7 @@ class Run:
             await self._close(state, message)
         counts = self.store.counts(run_id)
         results = self.write_results()
+        self._write_run_file(state, counts, results, message)
         return RunSummary(
             run_id=run_id,
             state=state,
@@ -460,7 +466,7 @@ class Run:
                         f"Start it again with `klerk resume {self.record.id}` when the app is back"
                     ) from None
                 logger.warning("login attempt {}/{}: {}", attempt, retry.attempts, exc)
-                await self._sleep(retry.backoff_seconds * retry.backoff_factor ** (attempt - 1))
+                await self._sleep(retry.delay(attempt))
         raise AssertionError("unreachable")
 
     async def _heartbeat(self) -> None:
@@ -579,8 +585,7 @@ class Run:
                 if session is not None:
                     await session.close()
                     session = None
-                delay = retry.backoff_seconds * retry.backoff_factor ** (attempt - 1)
-                await self._sleep(delay)
+                await self._sleep(retry.delay(attempt))
                 continue
             self._finish_item(
                 item,
@@ -732,6 +737,34 @@ class Run:
             self._consecutive_system_errors = 0
         if self.progress is not None:
             self.progress(item)
+
+    def _write_run_file(
+        self, state: RunState, counts: Mapping[str, int], results: Path | None, message: str
+    ) -> None:
+        """runs/<id>/run.json: what ran, on what, with what outcome, and where the results are."""
+        assert self.record is not None
+        record = self.record
+        summary = {
+            "run_id": record.id,
+            "task": record.task,
+            "definition": record.definition_path,
+            "definition_sha256": record.definition_sha256,
+            "input": record.input_path,
+            "input_sha256": record.input_sha256,
+            "results": str(results) if results else None,
+            "state": state.value,
+            "message": redact(message),
+            "counts": dict(counts),
+            "started_by": record.started_by,
+            "host": record.host,
+            "started_at": record.started_at.isoformat(),
+            "ended_at": utcnow().isoformat(),
+            "klerk_version": __version__,
+        }
+        target = self.run_dir / "run.json"
+        temporary = target.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+        os.replace(temporary, target)
 
     # --- results ---------------------------------------------------------------------------
 

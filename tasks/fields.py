@@ -33,6 +33,7 @@ class FieldValueError(ValueError):
 _BSN_WEIGHTS = (9, 8, 7, 6, 5, 4, 3, 2, -1)
 _POSTCODE = re.compile(r"^\s*([1-9][0-9]{3})\s?([A-Za-z]{2})\s*$")
 _KENTEKEN = re.compile(r"^[A-Z0-9]{6}$")
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+$")
 _DMY = re.compile(r"^\s*(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})\s*$")
 _ISO = re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})(?:[ T]00:00(?::00)?)?\s*$")
 _YES = {"ja", "j", "yes", "y", "true", "waar", "1", "x"}
@@ -75,7 +76,9 @@ def _integer(raw: Any, column: str) -> int:
         return raw
     if isinstance(raw, float) and raw.is_integer():
         return int(raw)
-    text = str(raw).strip().replace(".", "") if isinstance(raw, str) else str(raw)
+    text = str(raw).strip()
+    if isinstance(raw, str) and _THOUSANDS.match(text):  # 1.234.567; but '2.0' is no integer
+        text = text.replace(".", "")
     try:
         return int(text)
     except ValueError:
@@ -88,8 +91,10 @@ def _decimal(raw: Any, column: str) -> Decimal:
     if isinstance(raw, int | float):
         return Decimal(str(raw))
     text = str(raw).strip().replace("€", "").replace(" ", "")
-    if "," in text:  # Dutch notation: 1.234,56
+    if "," in text and text.rfind(",") > text.rfind("."):  # Dutch notation: 1.234,56
         text = text.replace(".", "").replace(",", ".")
+    else:  # 1,234.56
+        text = text.replace(",", "")
     try:
         value = Decimal(text)
     except InvalidOperation:
@@ -151,6 +156,8 @@ def _kenteken(raw: Any, column: str) -> str:
 def _yesno(raw: Any, column: str) -> bool:
     if isinstance(raw, bool):
         return raw
+    if isinstance(raw, float) and raw.is_integer():  # a spreadsheet's number 1 is 1.0
+        raw = int(raw)
     text = str(raw).strip().lower()
     if text in _YES:
         return True

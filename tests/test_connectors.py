@@ -52,16 +52,18 @@ def write_workbook(path: Path, rows: list[list[Any]], sheet: str = "Aanvragen") 
 
 
 def read(source: XlsxSource | CsvSource) -> list[SourceRow]:
+    """Every row the source gives."""
     return list(source.items())
 
 
 def by_key(rows: list[SourceRow]) -> dict[str, SourceRow]:
+    """The rows by key (for files without duplicate keys)."""
     return {row.key: row for row in rows}
 
 
 def compound_file(streams: list[str]) -> bytes:
-    """A minimal OLE2 compound file (the container of .xls and of encrypted .xlsx) whose
-    directory names `streams`; enough for anything that reads the directory."""
+    """A minimal OLE2 compound file (the container of .xls and of an encrypted .xlsx) whose
+    directory names `streams` (without their content): enough to tell what it holds."""
     header = bytearray(512)
     header[0:8] = bytes.fromhex("D0CF11E0A1B11AE1")
     struct.pack_into("<HHHHH", header, 24, 0x3E, 3, 0xFFFE, 9, 6)
@@ -160,6 +162,33 @@ def test_xlsx_rows_are_typed_by_the_definition(tmp_path: Path) -> None:
     assert third["opmerking"] == "0.5"
     assert fourth["ingangsdatum"] == dt.date(2024, 12, 31)  # dd-mm-jjjj text
     assert fourth["bedrag"] == Decimal("7")
+
+
+def test_numbers_are_read_as_meant_not_digit_by_digit(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text(
+        "Aanvraagnummer;Aantal;Bedrag\nA1;1.234;1,234.56\nA2;2.0;1.234,56\nA3;1.5;12,5\n",
+        encoding="utf-8",
+    )
+    workbook = write_workbook(
+        tmp_path / "in.xlsx", [["Aanvraagnummer", "Akkoord"], ["A1", 1], ["A2", 0], ["A3", 2]]
+    )
+
+    from_csv = read(
+        CsvSource(source_spec(kind="csv", columns={"aantal": "integer", "bedrag": "decimal"}), path)
+    )
+    from_xlsx = read(XlsxSource(source_spec(columns={"akkoord": "yesno"}), workbook))
+
+    assert [(row.values["aantal"], row.values["bedrag"], row.problem) for row in from_csv] == [
+        (1234, Decimal("1234.56"), None),
+        ("2.0", Decimal("1234.56"), "kolom Aantal: geen geheel getal"),
+        ("1.5", Decimal("12.5"), "kolom Aantal: geen geheel getal"),
+    ]
+    assert [(row.values["akkoord"], row.problem) for row in from_xlsx] == [
+        (True, None),
+        (False, None),
+        (2.0, "kolom Akkoord: verwacht ja of nee"),
+    ]
 
 
 def test_a_bad_cell_is_a_problem_on_its_row_and_never_shows_the_bsn(tmp_path: Path) -> None:
@@ -444,7 +473,7 @@ def test_a_missing_file_names_the_workbooks_in_its_folder(tmp_path: Path) -> Non
 
 
 def test_a_missing_folder_is_said_so(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="the folder .* does not exist"):
+    with pytest.raises(DataError, match=r"the folder .* does not exist"):
         read(XlsxSource(source_spec(), tmp_path / "nergens" / "in.xlsx"))
 
 
@@ -561,6 +590,19 @@ def test_csv_is_read_in_the_encodings_and_delimiters_excel_writes(
     assert rows[1].values["ingangsdatum"] == dt.date(2024, 3, 31)
 
 
+def test_csv_as_excel_unicode_text_with_a_title_above_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "export.txt"
+    path.write_bytes("Export parkeren\t\r\nAanvraagnummer\tNaam\r\nA1\tZoë\r\n".encode("utf-16"))
+    source = CsvSource(source_spec(kind="csv", header_row=2), path)
+
+    rows = read(source)
+
+    assert (source.encoding, source.delimiter) == ("utf-16", "\t")
+    assert [(row.key, row.row, row.values) for row in rows] == [
+        ("A1", 3, {"aanvraagnummer": "A1", "naam": "Zoë"})
+    ]
+
+
 def test_csv_short_records_empty_lines_and_bad_cells(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_text(
@@ -600,6 +642,10 @@ def test_csv_in_the_wrong_encoding_or_no_text_at_all_is_a_data_error(tmp_path: P
         read(CsvSource(source_spec(kind="csv"), empty))
     with pytest.raises(DataError, match="file not found"):
         read(CsvSource(source_spec(kind="csv"), tmp_path / "weg.csv"))
+    old_excel = tmp_path / "oud.csv"
+    old_excel.write_bytes(compound_file(["Workbook"]))
+    with pytest.raises(DataError, match=r"old-format Office file \(an Excel 97-2003 .xls\?\)"):
+        read(CsvSource(source_spec(kind="csv"), old_excel))
 
 
 def test_csv_open_in_excel_is_read_with_a_warning(tmp_path: Path) -> None:
@@ -617,11 +663,26 @@ def test_csv_open_in_excel_is_read_with_a_warning(tmp_path: Path) -> None:
 
 
 class Status(Enum):
+    """An enum in the results, as the engine's item states are."""
+
     DONE = "done"
 
 
-RESULT_COLUMNS = ["aanvraagnummer", "zaaknummer", "bedrag", "prijs", "aantal", "akkoord",
-                  "datum", "verwerkt", "lokaal", "regels", "bestand", "status", "melding"]  # fmt: skip
+RESULT_COLUMNS = [
+    "aanvraagnummer",
+    "zaaknummer",
+    "bedrag",
+    "prijs",
+    "aantal",
+    "akkoord",
+    "datum",
+    "verwerkt",
+    "lokaal",
+    "regels",
+    "bestand",
+    "status",
+    "melding",
+]
 RESULT_ROWS: list[dict[str, Any]] = [
     {
         "aanvraagnummer": "A1",
@@ -639,7 +700,7 @@ RESULT_ROWS: list[dict[str, Any]] = [
         "melding": None,
     },
     {
-        "aanvraagnummer": "=HYPERLINK(\"http://x\")",
+        "aanvraagnummer": '=HYPERLINK("http://x")',
         "akkoord": False,
         "verwerkt": dt.datetime(2024, 1, 15, 10, 0, tzinfo=UTC),  # 11:00 in Amsterdam (CET)
         "aantal": 12345678901234567890,
@@ -707,10 +768,12 @@ def test_xlsx_results_read_back_with_the_source(tmp_path: Path) -> None:
         XlsxSource(
             source_spec(
                 sheet="Resultaten",
-                columns={"bedrag": ColumnSpec(type=FieldType.DECIMAL, required=False),
-                         "datum": ColumnSpec(type=FieldType.DATE, required=False),
-                         "akkoord": FieldType.YESNO},
-            ),  # fmt: skip
+                columns={
+                    "bedrag": ColumnSpec(type=FieldType.DECIMAL, required=False),
+                    "datum": ColumnSpec(type=FieldType.DATE, required=False),
+                    "akkoord": FieldType.YESNO,
+                },
+            ),
             path,
         )
     )
@@ -755,7 +818,7 @@ def test_csv_results_open_right_in_dutch_excel_and_read_back(tmp_path: Path) -> 
         '"[{""kenteken"":""AB123C"",""vanaf"":""2024-01-01""}]";'
         f"{Path('downloads/export.csv')};done;"
     )
-    assert lines[2].startswith("'=HYPERLINK(\"\"http://x\"\")")  # not run as a formula
+    assert lines[2].startswith('"\'=HYPERLINK(""http://x"")";')  # not run as a formula
     source = CsvSource(source_spec(kind="csv", columns={"akkoord": "yesno"}), path)
     rows = read(source)
     assert source.delimiter == ";"
@@ -781,12 +844,14 @@ class Unwritable:
 
 
 def failing_rows(fail_at: int) -> Iterator[Mapping[str, Any]]:
+    """`fail_at` good result rows, then one with a value no file can hold."""
     for number in range(fail_at):
         yield {"aanvraagnummer": f"A{number}", "status": "done"}
     yield {"aanvraagnummer": "kapot", "status": Unwritable()}
 
 
 def exploding_rows() -> Iterator[Mapping[str, Any]]:
+    """One result row, then the producer of the rows fails."""
     yield {"aanvraagnummer": "A0", "status": "done"}
     raise RuntimeError("the store went away")
 
@@ -824,6 +889,7 @@ def test_a_failing_write_leaves_the_old_results_and_no_temporary_file(
 
 
 def make_sink_of(kind: str, path: Path) -> XlsxSink | CsvSink:
+    """The sink of `kind` writing `path`."""
     spec = SinkSpec(kind=kind, path="x")
     return XlsxSink(spec, path) if kind == "xlsx" else CsvSink(spec, path)
 

@@ -247,3 +247,17 @@ def test_runs_show_lists_every_item(klerk: Klerk, demo_app: DemoApp) -> None:
     assert "SH-00003" not in shown.stdout  # --limit 2
     assert "Z-2026-" in shown.stdout
     assert rows[0]["BSN"] not in shown.stdout
+
+
+def test_a_duplicate_key_refuses_only_the_second_row(klerk: Klerk, demo_app: DemoApp) -> None:
+    rows = aanvragen(3, seed=71, bad_rows=False, prefix="DU-")
+    rows[2]["Aanvraagnummer"] = rows[0]["Aanvraagnummer"]
+    intake = write_intake(klerk.home / "dubbel.xlsx", rows)
+
+    result = klerk("run", "vergunningen-invoeren", "--input", str(intake))
+
+    assert result.returncode == 1, result.stderr
+    assert _entered(demo_app) == Counter({"DU-00001": 1, "DU-00002": 1})
+    results = read_results(klerk.home / "dubbel-resultaten.xlsx")
+    assert [r["status"] for r in results] == ["done", "done", "business_error"]
+    assert "komt vaker voor" in results[2]["melding"]
