@@ -647,7 +647,8 @@ class Run:
             try:
                 rendered = render_step(step, self._context(context))
                 outcome = await session.perform(rendered, context)
-            except BusinessError as exc:
+            except (BusinessError, AppUnavailableError, BotError, TemplateRenderError) as exc:
+                verdict = "refused" if isinstance(exc, BusinessError) else "failed"
                 trail.record(
                     "action",
                     parent=parent,
@@ -655,20 +656,7 @@ class Run:
                     status=STATUS_ERROR,
                     action=kind_of(step),
                     obj=label,
-                    result=f"refused: {exc}",
-                    item_key=item.key,
-                    subject=item.subject,
-                )
-                raise
-            except (AppUnavailableError, BotError, TemplateRenderError) as exc:
-                trail.record(
-                    "action",
-                    parent=parent,
-                    start=start,
-                    status=STATUS_ERROR,
-                    action=kind_of(step),
-                    obj=label,
-                    result=f"failed: {exc}",
+                    result=f"{verdict}: {exc}",
                     item_key=item.key,
                     subject=item.subject,
                 )
