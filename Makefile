@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test setup browser check lint types imports bench clean
+.PHONY: demo test setup browser check lint types imports schemas bench clean
 
 setup: $(STAMP) browser
 
@@ -44,6 +44,10 @@ test: setup check
 	@$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; exit 1; fi; \
 	exit $$rc
+
+schemas: $(STAMP)
+	$(VENV)/bin/klerk schema > schemas/task.schema.json
+	$(VENV)/bin/klerk schema --apps > schemas/app.schema.json
 
 bench: setup
 	$(PY) bench/overhead.py

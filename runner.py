@@ -399,7 +399,7 @@ def schema(
 ) -> None:
     """Print the JSON Schema of task files (for editor completion)."""
     model = AppDefinition if app_definitions else Task
-    console.print_json(json.dumps(model.model_json_schema()))
+    typer.echo(json.dumps(model.model_json_schema(), indent=2, ensure_ascii=False))
 
 
 @app.command("demo-app")
@@ -512,7 +512,7 @@ def main() -> None:
     """Entry point of the `klerk` console script."""
     started = time.monotonic()
     try:
-        code = app(standalone_mode=False)
+        code = app(prog_name="klerk", standalone_mode=False)
         raise SystemExit(code if isinstance(code, int) else 0)
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None

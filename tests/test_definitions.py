@@ -228,3 +228,13 @@ def test_unknown_task_name_suggests(tmp_path: Path) -> None:
     assert "unknown task 'vergunningen-invoere'; did you mean 'vergunningen-invoeren'?" in (
         result.stderr
     )
+
+
+@pytest.mark.parametrize(("option", "file"), [((), "task"), (("--apps",), "app")])
+def test_shipped_schema_files_are_current(
+    tmp_path: Path, option: tuple[str, ...], file: str
+) -> None:
+    result = _klerk("schema", *option, cwd=tmp_path)
+    assert result.returncode == 0
+    shipped = (ROOT / "schemas" / f"{file}.schema.json").read_text(encoding="utf-8")
+    assert json.loads(result.stdout) == json.loads(shipped), "run: klerk schema > schemas/..."
