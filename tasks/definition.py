@@ -400,7 +400,6 @@ class RetryPolicy(Model):
         10, ge=1, description="Stop the run after this many items in a row failed (app dead)."
     )
 
-
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         wait = self.backoff_seconds * self.backoff_factor ** (attempt - 1)
