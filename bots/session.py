@@ -58,8 +58,9 @@ from tasks.privacy import redact
 from tasks.secrets import Credentials
 from tasks.templates import render_tree
 
+# textContent, not innerText: innerText forces a layout of the page on every check.
 _PAGE_STATE_JS = """() => [location.href, document.title,
-  document.body ? document.body.innerText.slice(0, 20000) : '']"""
+  document.body ? document.body.textContent.slice(0, 20000) : '']"""
 
 _TABLE_JS = """table => {
   const rows = Array.from(table.querySelectorAll('tr'));

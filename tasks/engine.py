@@ -55,7 +55,7 @@ from tasks.privacy import add_secrets, redact
 from tasks.secrets import Credentials, load_credentials
 from tasks.states import ItemState, RunState
 from tasks.store import RunRecord, Store, WorkItemRecord, from_json, to_json, utcnow
-from tasks.templates import TemplateRenderError, render, render_tree
+from tasks.templates import TemplateRenderError, is_template, render, render_tree
 from tasks.trail import STATUS_ERROR, STATUS_OK, Trail, new_operation_id, new_trace_id
 
 ProgressCallback = Callable[[WorkItemRecord], None]
@@ -143,11 +143,41 @@ def resolve_path(template: str, input_path: Path | None) -> Path:
 
 
 def render_step(step: StepModel, context: Mapping[str, Any]) -> StepModel:
-    """A copy of `step` with every template rendered for one item."""
-    data = step.model_dump(exclude_none=True, exclude_defaults=True, by_alias=True)
-    data[kind_of(step)] = step.model_dump(exclude_none=True)[kind_of(step)]
-    rendered = render_tree(data, context)
-    return type(step).model_validate(rendered)
+    """A copy of `step` with every template rendered for one item (the step itself if none)."""
+    data = _step_data(step)
+    if data is None:
+        return step
+    return type(step).model_validate(render_tree(data, context))
+
+
+_step_data_cache: dict[int, tuple[StepModel, dict[str, Any] | None]] = {}
+
+
+def _step_data(step: StepModel) -> dict[str, Any] | None:
+    """The step as plain data when it holds templates, else None (nothing to render).
+
+    Cached by identity (the cache keeps the step alive, so its id is not reused): a run renders
+    the same few steps for every item.
+    """
+    cached = _step_data_cache.get(id(step))
+    if cached is not None and cached[0] is step:
+        return cached[1]
+    data = step.model_dump(exclude_none=True)
+    result = data if _holds_template(data) else None
+    if len(_step_data_cache) > 4096:
+        _step_data_cache.clear()
+    _step_data_cache[id(step)] = (step, result)
+    return result
+
+
+def _holds_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return is_template(value)
+    if isinstance(value, dict):
+        return any(_holds_template(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_template(item) for item in value)
+    return False
 
 
 class Run:
@@ -517,7 +547,6 @@ class Run:
             item_key=item.key,
             subject=item.subject,
             extra={"klerk.item_seq": item.seq, "klerk.resumed": was_running},
-            sync=True,
         )
         last_error = ""
         for attempt in range(1, retry.attempts + 1):
