@@ -117,6 +117,7 @@ def _progress_bar(total: int) -> Progress:
         TimeRemainingColumn(),
         console=err,
         transient=False,
+        refresh_per_second=2,
     )
 
 

@@ -58,9 +58,12 @@ from tasks.privacy import redact
 from tasks.secrets import Credentials
 from tasks.templates import render_tree
 
-# textContent, not innerText: innerText forces a layout of the page on every check.
-_PAGE_STATE_JS = """() => [location.href, document.title,
-  document.body ? document.body.textContent.slice(0, 20000) : '']"""
+# The phrases are looked for in the browser, so only the ones found cross to Python; and in
+# textContent, not innerText, which would force a layout of the page on every check.
+_PAGE_STATE_JS = """phrases => {
+  const text = document.body ? document.body.textContent : '';
+  return [location.href, document.title, phrases.filter(phrase => text.includes(phrase))];
+}"""
 
 _TABLE_JS = """table => {
   const rows = Array.from(table.querySelectorAll('tr'));
@@ -153,6 +156,8 @@ class GenericSession:
         self.dialogs: list[str] = []
         self.logging_in = False
         self._pending: set[asyncio.Future[None]] = set()
+        signals = (self.app.logged_in, self.app.session_expired, self.app.busy, self.app.failing)
+        self._phrases = sorted({text for signal in signals for text in signal.texts})
         context.set_default_timeout(self.app.timeout_ms)
         context.set_default_navigation_timeout(self.app.navigation_timeout_ms)
         page.on("response", self._on_response)
@@ -190,35 +195,35 @@ class GenericSession:
             raise AppUnavailableError(f"login failed: {exc}") from None
         finally:
             self.logging_in = False
-        url, _title, text = await self.page_state()
+        url, _title, found = await self.page_state()
         wanted = self.app.logged_in
         positive = bool(wanted.texts or wanted.url_contains)
-        if _matches(self.app.session_expired, url, text, None) or (
-            positive and not _matches(wanted, url, text, self.last_status)
+        if _matches(self.app.session_expired, url, found, None) or (
+            positive and not _matches(wanted, url, found, self.last_status)
         ):
             raise LoginRefusedError(
                 f"login to {self.app.name} failed: still on {_path(url)} after logging in; "
                 "check the credentials"
             )
 
-    async def page_state(self) -> tuple[str, str, str]:
-        """URL, title and visible text of the current page."""
+    async def page_state(self) -> tuple[str, str, frozenset[str]]:
+        """URL and title of the current page, and which of the app's signal phrases it shows."""
         try:
-            url, title, text = await self.page.evaluate(_PAGE_STATE_JS)
+            url, title, found = await self.page.evaluate(_PAGE_STATE_JS, self._phrases)
         except PlaywrightError:
-            return self.page.url, "", ""
-        return str(url), str(title), str(text)
+            return self.page.url, "", frozenset()
+        return str(url), str(title), frozenset(found)
 
     async def check_page(self) -> None:
         """Raise AppUnavailableError on a page of an expired session, or a busy or failing app."""
-        url, title, text = await self.page_state()
+        url, title, found = await self.page_state()
         status = self.last_status
         where = _path(url)
-        if not self.logging_in and _matches(self.app.session_expired, url, text, status):
+        if not self.logging_in and _matches(self.app.session_expired, url, found, status):
             raise AppUnavailableError(f"session expired (at {where})")
-        if _matches(self.app.busy, url, text, status):
+        if _matches(self.app.busy, url, found, status):
             raise AppUnavailableError(f"{self.app.name} is busy (at {where})")
-        if _matches(self.app.failing, url, text, status):
+        if _matches(self.app.failing, url, found, status):
             raise AppUnavailableError(
                 f"{self.app.name} failed: HTTP {status} at {where}"
                 + (f" ({title})" if title else "")
@@ -528,12 +533,12 @@ _EXECUTORS: dict[type[StepModel], Executor] = {
 }
 
 
-def _matches(signal: PageSignal, url: str, text: str, status: int | None) -> bool:
+def _matches(signal: PageSignal, url: str, found: frozenset[str], status: int | None) -> bool:
     if status is not None and status in signal.status:
         return True
     if any(part in url for part in signal.url_contains):
         return True
-    return any(phrase in text for phrase in signal.texts)
+    return any(phrase in found for phrase in signal.texts)
 
 
 def _path(url: str) -> str:

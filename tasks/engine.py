@@ -668,13 +668,14 @@ class Run:
         self, session: BotSession, context: ItemContext, parent: str, item: WorkItemRecord
     ) -> None:
         trail = self._trail()
+        variables = self._context(context)
         for step in self.task.steps:
             if self._abort_reason:
                 raise RunAborted(self._abort_reason)
             label = step_label(step)
             start = time.time()
             try:
-                rendered = render_step(step, self._context(context))
+                rendered = render_step(step, variables)
                 outcome = await session.perform(rendered, context)
             except (BusinessError, AppUnavailableError, BotError, TemplateRenderError) as exc:
                 verdict = "refused" if isinstance(exc, BusinessError) else "failed"
@@ -690,7 +691,9 @@ class Run:
                     subject=item.subject,
                 )
                 raise
-            context.outputs.update(outcome.outputs)
+            if outcome.outputs:
+                context.outputs.update(outcome.outputs)
+                variables["item"].update(outcome.outputs)
             if not isinstance(step, BusinessErrorIfStep):
                 trail.record(
                     "action",

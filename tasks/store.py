@@ -152,7 +152,8 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         try:
-            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+            # a server may drop idle connections (pre-ping); a SQLite file cannot
+            self.engine: Engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             self._migrate()
@@ -304,8 +305,9 @@ class Store:
         if attempt:
             values["attempts"] = item.attempts + 1
         try:
-            with self.session() as session, session.begin():
-                session.execute(
+            # Core, not an ORM session: this runs twice per item, on the hot path of a run
+            with self.engine.begin() as connection:
+                connection.execute(
                     update(WorkItemRecord)
                     .where(WorkItemRecord.run_id == item.run_id, WorkItemRecord.seq == item.seq)
                     .values(**values)
