@@ -43,6 +43,8 @@ app = typer.Typer(
 )
 runs_app = typer.Typer(help="Look at earlier runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+audit_app = typer.Typer(help="Check the audit trails of runs.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 _debug = False
@@ -347,6 +349,39 @@ def runs_show(
     console.print(f"folder   {folder}")
     if open_report:
         webbrowser.open(folder.as_uri())
+
+
+@audit_app.command("verify")
+def audit_verify(
+    run_id: Annotated[str | None, typer.Argument(help="Run id (or a unique start of it).")] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="Every run in the runs folder.")] = False,
+) -> None:
+    """Check that a run's trail is complete and unchanged. Exit 0 intact, 1 tampered,
+    4 incomplete, 5 cannot read."""
+    from tasks.verify import Verdict, verify_trail
+
+    current = settings()
+    if all_runs == (run_id is not None):
+        raise KlerkError("give a run id or --all")
+    pattern = "*" if all_runs else f"{run_id}*"
+    folders = sorted(p for p in current.runs().glob(pattern) if p.is_dir())
+    if not folders or (run_id is not None and len(folders) > 1):
+        found = "no run" if not folders else f"{len(folders)} runs"
+        raise KlerkError(f"{found} matching {run_id or '*'} in {current.runs()}")
+    worst = Verdict.INTACT
+    for folder in folders:
+        report = verify_trail(folder / "audit.jsonl")
+        label = report.verdict.name.lower()
+        console.print(f"{folder.name}: {label} ({report.records} records)")
+        for finding in report.findings:
+            err.print(f"  {finding}", markup=False)
+        worst = max(worst, report.verdict, key=_severity)
+    raise typer.Exit(int(worst))
+
+
+def _severity(verdict: Any) -> int:
+    order = {"INTACT": 0, "INCOMPLETE": 1, "UNREADABLE": 2, "TAMPERED": 3}
+    return order[verdict.name]
 
 
 @app.command()

@@ -51,6 +51,14 @@ def canonical(record: Mapping[str, Any]) -> str:
     )
 
 
+GENESIS_HASH = "0" * 64
+
+
+def record_hash(line: bytes) -> str:
+    """SHA-256 of one record as written (its canonical JSON, without the newline)."""
+    return hashlib.sha256(line).hexdigest()
+
+
 def pseudonym(bsn: str, key: bytes) -> str:
     """The data subject id of a person: HMAC-SHA256 of the BSN, hex."""
     return hmac.new(key, bsn.encode("ascii"), hashlib.sha256).hexdigest()
@@ -88,24 +96,29 @@ class Trail:
             "host.name": socket.gethostname(),
             "klerk.app": app,
         }
-        self.seq = self._last_seq()
+        self.seq, self.last_hash = self._last_record()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file: IO[str] = path.open("a", encoding="utf-8")
         except OSError as exc:
             raise AuditError(f"cannot open the audit trail {path}: {exc.strerror}") from None
 
-    def _last_seq(self) -> int:
+    def _last_record(self) -> tuple[int, str]:
+        """Sequence number and hash of the last record already in the file (a resumed run)."""
         if not self.path.exists():
-            return 0
-        last = 0
-        with self.path.open(encoding="utf-8") as existing:
+            return 0, GENESIS_HASH
+        seq, last_hash = 0, GENESIS_HASH
+        with self.path.open("rb") as existing:
             for line in existing:
                 try:
-                    last = int(json.loads(line)["klerk.seq"])
+                    seq = int(json.loads(line)["klerk.seq"])
                 except (ValueError, KeyError, TypeError):
-                    continue
-        return last
+                    raise AuditError(
+                        f"the audit trail {self.path} has an unreadable record after seq {seq}; "
+                        "check it with `klerk audit verify` before resuming"
+                    ) from None
+                last_hash = record_hash(line.rstrip(b"\n"))
+        return seq, last_hash
 
     def subject_id(self, bsn: str | None) -> str | None:
         """The pseudonym of a BSN (None when the item concerns nobody)."""
@@ -164,10 +177,12 @@ class Trail:
             "klerk.wall_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
             + f".{int(now * 1000) % 1000:03d}Z",
             "klerk.monotonic": round(time.monotonic(), 6),
+            "klerk.prev_hash": self.last_hash,
         }
         _check_finite(record)
+        line = canonical(record)
         try:
-            self._file.write(canonical(record) + "\n")
+            self._file.write(line + "\n")
             self._file.flush()
             if sync:
                 os.fsync(self._file.fileno())
@@ -175,6 +190,7 @@ class Trail:
             raise AuditError(
                 f"cannot write the audit trail {self.path}: {exc}; the run stops"
             ) from None
+        self.last_hash = record_hash(line.encode("utf-8"))
         return operation_id
 
     def sync(self) -> None:

@@ -186,6 +186,9 @@ def test_interrupted_run_resumes_without_doubles(klerk: Klerk, demo_app: DemoApp
     assert set(entered.values()) == {1}
     results = read_results(klerk.home / "resume-resultaten.xlsx")
     assert len(results) == 30 and {r["status"] for r in results} == {"done"}
+    # the trail of the interrupted and resumed run is one unbroken chain
+    verified = klerk("audit", "verify", run_id)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def test_app_down_at_start_aborts_and_marks_nothing(tmp_path: Path, klerk: Klerk) -> None:
@@ -241,6 +244,9 @@ def test_runs_show_lists_every_item(klerk: Klerk, demo_app: DemoApp) -> None:
     assert run_id in klerk("runs", "list").stdout
 
     shown = klerk("runs", "show", run_id[:15])
+    verified = klerk("audit", "verify", run_id)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert f"{run_id}: intact" in verified.stdout
 
     assert shown.returncode == 0, shown.stderr
     assert "SH-00001" in shown.stdout and "SH-00002" in shown.stdout
