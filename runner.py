@@ -31,7 +31,7 @@ from tasks.engine import Run, RunOptions, RunSummary
 from tasks.errors import DefinitionError, KlerkError
 from tasks.loading import find_task, load_model
 from tasks.privacy import redact
-from tasks.settings import Settings, settings, subject_key
+from tasks.settings import Settings, settings, signing_key_path, subject_key
 from tasks.states import ItemState, RunState
 from tasks.store import RunRecord, Store, WorkItemRecord
 
@@ -239,6 +239,7 @@ def _run_options(
         base_url=app_url or current.app_url,
         started_by=os.environ.get("KLERK_STARTED_BY") or f"user:{getpass.getuser()}",
         subject_key=subject_key(current),
+        signing_key=signing_key_path(current),
     )
 
 
@@ -355,12 +356,21 @@ def runs_show(
 def audit_verify(
     run_id: Annotated[str | None, typer.Argument(help="Run id (or a unique start of it).")] = None,
     all_runs: Annotated[bool, typer.Option("--all", help="Every run in the runs folder.")] = False,
+    public_key: Annotated[
+        Path | None, typer.Option(help="Public key file; default var/keys/signing.pub.")
+    ] = None,
 ) -> None:
     """Check that a run's trail is complete and unchanged. Exit 0 intact, 1 tampered,
     4 incomplete, 5 cannot read."""
+    from tasks.signing import load_public_key
     from tasks.verify import Verdict, verify_trail
 
     current = settings()
+    key_file = public_key or (current.home / "var" / "keys" / "signing.pub")
+    if not key_file.exists():
+        err.print(f"no public key at {key_file}: give --public-key", markup=False)
+        raise typer.Exit(int(Verdict.UNREADABLE))
+    key = load_public_key(key_file)
     if all_runs == (run_id is not None):
         raise KlerkError("give a run id or --all")
     pattern = "*" if all_runs else f"{run_id}*"
@@ -370,7 +380,7 @@ def audit_verify(
         raise KlerkError(f"{found} matching {run_id or '*'} in {current.runs()}")
     worst = Verdict.INTACT
     for folder in folders:
-        report = verify_trail(folder / "audit.jsonl")
+        report = verify_trail(folder / "audit.jsonl", key)
         label = report.verdict.name.lower()
         console.print(f"{folder.name}: {label} ({report.records} records)")
         for finding in report.findings:

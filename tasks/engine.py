@@ -53,6 +53,7 @@ from tasks.plugins import (
 )
 from tasks.privacy import add_secrets, redact
 from tasks.secrets import Credentials, load_credentials
+from tasks.signing import load_signer
 from tasks.states import ItemState, RunState
 from tasks.store import RunRecord, Store, WorkItemRecord, from_json, to_json, utcnow
 from tasks.templates import TemplateRenderError, is_template, render, render_tree
@@ -76,6 +77,7 @@ class RunOptions:
     base_url: str | None = None
     started_by: str = "user"
     subject_key: bytes = b""
+    signing_key: Path | None = None
 
 
 @dataclass
@@ -302,9 +304,9 @@ class Run:
                 "klerk.version": __version__,
                 "klerk.definition_path": record.definition_path,
                 "klerk.input_file": input_path.name if input_path else "",
-                "klerk.input_sha256": record.input_sha256 or "",
                 "klerk.items": len(items),
             },
+            facts={"klerk.input_sha256": record.input_sha256 or ""},
             sync=True,
         )
         problems = {row.row: row.problem for row in rows if row.problem}
@@ -364,6 +366,7 @@ class Run:
             legal_basis=self.task.legal_basis,
             actor=self.options.started_by,
             subject_key=self.options.subject_key,
+            signer=load_signer(self.options.signing_key) if self.options.signing_key else None,
         )
 
     def _trail(self) -> Trail:
@@ -441,6 +444,7 @@ class Run:
                     extra={"klerk.counts": self.store.counts(self.record.id)},
                     sync=True,
                 )
+                self.trail.checkpoint()
         finally:
             if self.trail is not None:
                 self.trail.close()

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     lock_stale_seconds: float = Field(60.0, description="A run lock older than this is dead.")
     subject_key: SecretStr | None = Field(None, description="HMAC key for persons in the trail.")
     app_url: str | None = Field(None, description="Override the app definition's base URL.")
+    signing_key: Path | None = Field(None, description="Ed25519 key that signs checkpoints.")
 
     def database(self) -> str:
         """The database URL, defaulting to SQLite under var/."""
@@ -63,3 +64,19 @@ def subject_key(current: Settings) -> bytes:
         with os.fdopen(descriptor, "w") as stream:
             stream.write(random.token_hex(32))
     return bytes.fromhex(path.read_text().strip())
+
+
+def signing_key_path(current: Settings) -> Path:
+    """The private key that signs trail checkpoints: KLERK_SIGNING_KEY, else var/keys/.
+
+    Without one klerk makes a pair under var/keys/ (signing.key, mode 0600, and signing.pub,
+    the file an auditor needs), so that a fresh installation works.
+    """
+    from tasks.signing import create_keys
+
+    if current.signing_key is not None:
+        return current.signing_key
+    path = (current.home / "var" / "keys" / "signing.key").resolve()
+    if not path.exists():
+        create_keys(path)
+    return path

@@ -11,7 +11,11 @@ import json
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from tasks.signing import checkpoint_message, signature_is_valid
 from tasks.trail import GENESIS_HASH, canonical, record_hash
 
 
@@ -54,8 +58,8 @@ class Report:
             self.verdict = verdict
 
 
-def verify_trail(path: Path) -> Report:
-    """Check one audit.jsonl file."""
+def verify_trail(path: Path, public_key: Ed25519PublicKey) -> Report:
+    """Check one audit.jsonl file against the public key of the signing key pair."""
     report = Report(path)
     try:
         lines = path.read_bytes().split(b"\n")
@@ -70,7 +74,8 @@ def verify_trail(path: Path) -> Report:
     if not lines:
         report.add(Verdict.INCOMPLETE, 1, None, "the trail is empty")
         return report
-    expected_seq, expected_hash, last_name = 1, GENESIS_HASH, ""
+    expected_seq, expected_hash, last_name, before_last = 1, GENESIS_HASH, "", ""
+    sealed_seq = 0
     for number, raw in enumerate(lines, start=1):
         try:
             record = json.loads(raw.decode("utf-8"))
@@ -100,12 +105,47 @@ def verify_trail(path: Path) -> Report:
                 seq,
                 "hash chain broken: the record before this one was changed, removed or moved",
             )
-        expected_seq, expected_hash, last_name = seq + 1, record_hash(raw), name
-    if last_name != "run_ended":
+        if name == "checkpoint" and _checkpoint_holds(
+            record, seq, expected_hash, public_key, report, number
+        ):
+            sealed_seq = seq
+        before_last, last_name = last_name, name
+        expected_seq, expected_hash = seq + 1, record_hash(raw)
+    if (before_last, last_name) != ("run_ended", "checkpoint"):
         report.add(
             Verdict.INCOMPLETE,
             len(lines),
             expected_seq - 1,
-            "no run_ended record at the end: the run was killed or the trail was truncated",
+            "no signed checkpoint after run_ended at the end: the run was killed or the trail "
+            f"was truncated; it is sealed up to seq {sealed_seq}",
         )
     return report
+
+
+def _checkpoint_holds(
+    record: dict[str, Any],
+    seq: int,
+    previous_hash: str,
+    public_key: Ed25519PublicKey,
+    report: Report,
+    number: int,
+) -> bool:
+    attributes = record.get("attributes", {})
+    sealed = str(attributes.get("klerk.checkpoint.sealed_hash", ""))
+    signature = str(attributes.get("klerk.checkpoint.signature", ""))
+    run_id = str(attributes.get("klerk.run_id", ""))
+    if sealed != previous_hash:
+        report.add(
+            Verdict.TAMPERED, number, seq, "checkpoint seals another record than the one before it"
+        )
+        return False
+    if not signature_is_valid(public_key, signature, checkpoint_message(run_id, seq, sealed)):
+        report.add(
+            Verdict.TAMPERED,
+            number,
+            seq,
+            "checkpoint signature does not verify (changed, or signed with another key: "
+            f"{attributes.get('klerk.checkpoint.key_id', '?')})",
+        )
+        return False
+    return True
