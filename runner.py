@@ -389,6 +389,64 @@ def audit_verify(
     raise typer.Exit(int(worst))
 
 
+@audit_app.command("init")
+def audit_init() -> None:
+    """Create the subject key and the signing key pair (if missing) and say where to keep them."""
+    current = settings()
+    keys = (current.home / "var" / "keys").resolve()
+    had_subject = current.subject_key is not None or (keys / "subject.key").exists()
+    subject_key(current)
+    had_signing = current.signing_key is not None or (keys / "signing.key").exists()
+    private = signing_key_path(current)
+    public = private.with_suffix(".pub")
+    console.print(
+        f"subject key   {'kept' if had_subject else 'created'}: "
+        f"{'KLERK_SUBJECT_KEY' if current.subject_key else keys / 'subject.key'}"
+    )
+    console.print(f"signing key   {'kept' if had_signing else 'created'}: {private}")
+    console.print(f"public key    {public}")
+    console.print(
+        "Keep the subject key and the signing key with the municipality's security officer "
+        "(a vault, or KLERK_SUBJECT_KEY / KLERK_SIGNING_KEY on the server only); give auditors "
+        "the public key: `klerk audit verify --public-key signing.pub`."
+    )
+
+
+@audit_app.command("subject")
+def audit_subject(
+    bsn: Annotated[str, typer.Argument(help="The person's BSN (never stored or printed).")],
+) -> None:
+    """Every run, item and action that concerned one person, with basis and activity."""
+    from tasks.fields import is_valid_bsn
+    from tasks.subjects import records_about
+
+    current = settings()
+    bsn = bsn.strip().replace(".", "").replace(" ", "")
+    if not is_valid_bsn(bsn):
+        raise KlerkError("that is not a valid BSN (nine digits passing the elfproef)")
+    table = Table(
+        "run", "task", "item", "time (UTC)", "what", "result", "processing activity", "legal basis"
+    )
+    found = 0
+    for record in records_about(current.runs(), bsn, subject_key(current)):
+        found += 1
+        table.add_row(
+            record.run_id,
+            record.task,
+            record.item_key,
+            record.wall_time,
+            f"{record.name} {record.obj}",
+            record.result,
+            record.processing_activity,
+            record.legal_basis,
+        )
+    if not found:
+        console.print(f"no record concerns this person in {current.runs()}")
+        return
+    console.print(table)
+    console.print(f"{found} records concern this person")
+
+
 def _severity(verdict: Any) -> int:
     order = {"INTACT": 0, "INCOMPLETE": 1, "UNREADABLE": 2, "TAMPERED": 3}
     return order[verdict.name]

@@ -248,6 +248,18 @@ def test_runs_show_lists_every_item(klerk: Klerk, demo_app: DemoApp) -> None:
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert f"{run_id}: intact" in verified.stdout
 
+    # an auditor with the subject key finds the person's item, without a BSN in the trail
+    about = klerk("audit", "subject", rows[1]["BSN"])
+    assert about.returncode == 0, about.stderr
+    assert run_id in about.stdout and "SH-00002" in about.stdout and "SH-00001" not in about.stdout
+    assert "item_ended" in about.stdout and "AVG art. 6" in about.stdout
+    assert rows[1]["BSN"] not in about.stdout + about.stderr
+    nobody = klerk("audit", "subject", rows[2]["BSN"])  # row 3 was not run (--limit 2)
+    assert nobody.returncode == 0 and "no record concerns this person" in nobody.stdout
+    assert klerk("audit", "subject", "123456789").returncode == 2
+    init = klerk("audit", "init")
+    assert init.returncode == 0 and "kept" in init.stdout and "signing.pub" in init.stdout
+
     assert shown.returncode == 0, shown.stderr
     assert "SH-00001" in shown.stdout and "SH-00002" in shown.stdout
     assert "SH-00003" not in shown.stdout  # --limit 2
