@@ -484,9 +484,8 @@ def _check_actions(task: Task) -> None:
         action = getattr(step, "action", None)
         if action is not None:
             find_action(task.app, action.name)
-    from tasks.plugins import make_sink, sink_kinds, source_kinds
+    from tasks.plugins import sink_kinds, source_kinds
 
-    del make_sink
     if task.source.kind != "none" and task.source.kind not in source_kinds():
         raise DefinitionError(
             [f"unknown source kind {task.source.kind!r}; known: {', '.join(source_kinds())}, none"]
