@@ -9,12 +9,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tasks.definition import STEP_KINDS
+from tasks.definition import STEP_KINDS, step_kind
 from tasks.errors import DefinitionError
 from tasks.templates import template_problems
 
@@ -239,8 +239,6 @@ def _known_keys(model: type[BaseModel], data: Any, loc: Loc) -> list[str]:
 
 
 def _child_model(current: Any, part: str | int, value: Any) -> Any:
-    from typing import get_args, get_origin
-
     if isinstance(part, int):
         if isinstance(current, _ListOf):
             return _resolve(current.item, value)
@@ -273,26 +271,20 @@ class _DictOf:
 
 def _resolve(annotation: Any, value: Any) -> Any:
     """From an annotation (possibly a union of models), the model that applies to `value`."""
-    from typing import get_args
-
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    if isinstance(value, dict):
-        kinds = [key for key in value if key in STEP_KINDS]
-        if len(kinds) == 1:
-            return STEP_KINDS[kinds[0]]
+    kind = step_kind(value)
+    if kind is not None:
+        return STEP_KINDS[kind]
     candidates = [
         a for a in _flatten(annotation) if isinstance(a, type) and issubclass(a, BaseModel)
     ]
     if len(candidates) == 1:
         return candidates[0]
-    del get_args
     return None
 
 
 def _flatten(annotation: Any) -> Iterator[Any]:
-    from typing import get_args
-
     args = get_args(annotation)
     if not args:
         yield annotation
