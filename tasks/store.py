@@ -29,8 +29,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from tasks.errors import AuditError, KlerkError
@@ -176,11 +176,10 @@ class Store:
             command.upgrade(config, "head")
 
     def _safe_url(self) -> str:
-        return (
-            self.engine.url.render_as_string(hide_password=True)
-            if hasattr(self, "engine")
-            else self.url.split("@")[-1]
-        )
+        try:
+            return make_url(self.url).render_as_string(hide_password=True)
+        except ArgumentError:
+            return "(unreadable database URL)"
 
     def close(self) -> None:
         """Release the connections."""
