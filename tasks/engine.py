@@ -415,8 +415,7 @@ class Run:
             state, message = RunState.ABORTED, str(exc)
             raise
         finally:
-            await self._close(state, message)
-        counts = self.store.counts(run_id)
+            counts = await self._close(state, message)
         results = self.write_results()
         self._write_run_file(state, counts, results, message)
         return RunSummary(
@@ -430,8 +429,10 @@ class Run:
             message=message,
         )
 
-    async def _close(self, state: RunState, message: str) -> None:
+    async def _close(self, state: RunState, message: str) -> dict[str, int]:
+        """End the run in the trail and the store; returns the items per state."""
         assert self.record is not None
+        counts = self.store.counts(self.record.id)
         try:
             if self.trail is not None:
                 self.trail.record(
@@ -441,7 +442,7 @@ class Run:
                     action="end",
                     obj=f"task {self.task.name}",
                     result=state.value + (f": {message}" if message else ""),
-                    extra={"klerk.counts": self.store.counts(self.record.id)},
+                    extra={"klerk.counts": counts},
                     sync=True,
                 )
                 self.trail.checkpoint()
@@ -450,6 +451,7 @@ class Run:
                 self.trail.close()
             self.store.finish_run(self.record.id, state, redact(message))
             self.store.release_lock(self.task.name, self.record.id)
+        return counts
 
     def _bot_options(self, credentials: Credentials | None) -> BotOptions:
         return BotOptions(
