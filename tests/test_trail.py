@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from tasks.signing import create_keys, load_public_key, load_signer
+from tasks.signing import Signer, create_keys, load_public_key, load_signer
 from tasks.trail import Trail
 from tasks.verify import Report, Verdict, verify_trail
 
@@ -28,8 +28,8 @@ def _verify(path: Path) -> Report:
     return verify_trail(path, _public(path))
 
 
-def _trail(path: Path, items: int = 3, checkpoint_every: int = 500) -> Path:
-    trail = Trail(
+def _open(path: Path, signer: Signer | None = None, checkpoint_every: int = 500) -> Trail:
+    return Trail(
         path,
         run_id="r1",
         trace_id="0" * 32,
@@ -40,9 +40,14 @@ def _trail(path: Path, items: int = 3, checkpoint_every: int = 500) -> Path:
         legal_basis="AVG art. 6 lid 1 sub e",
         actor="test",
         subject_key=b"k" * 32,
-        signer=load_signer(_key_files(path.parent)[0]),
+        signer=signer,
         checkpoint_every=checkpoint_every,
     )
+
+
+def _trail(path: Path, items: int = 3, checkpoint_every: int = 500) -> Path:
+    signer = load_signer(_key_files(path.parent)[0])
+    trail = _open(path, signer, checkpoint_every)
     trail.record("run_started", sync=True)
     for n in range(items):
         trail.record("item_started", item_key=f"K-{n}", subject="999990019")
@@ -161,18 +166,7 @@ def test_a_forged_checkpoint_or_another_key_is_found(tmp_path: Path) -> None:
 
 
 def test_hashes_are_never_masked_but_free_text_is(tmp_path: Path) -> None:
-    trail = Trail(
-        tmp_path / "audit.jsonl",
-        run_id="r",
-        trace_id="0" * 32,
-        task="t",
-        definition_sha256="a" * 64,
-        app="a",
-        processing_activity="p",
-        legal_basis="AVG",
-        actor="test",
-        subject_key=b"k",
-    )
+    trail = _open(tmp_path / "audit.jsonl")
     trail.record("x", extra={"note": "BSN 999990019"}, facts={"hash": "ab999990019cd"})
     trail.close()
     record = json.loads((tmp_path / "audit.jsonl").read_text())
