@@ -27,7 +27,7 @@ from typing import Any
 from connectors.files import (
     atomic_write,
     describe_text_or_binary,
-    open_in_excel_warning,
+    require_closed_in_excel,
     require_file,
     workbook_problem,
 )
@@ -96,17 +96,15 @@ def sniff_delimiter(text: str, header_row: int) -> str:
 class CsvSource:
     """The records of a CSV file, typed by the task definition's columns.
 
-    The file is read when `headers()` or `items()` is first called. `warnings` tells the
-    administrator what is odd but not fatal (the file is open in Excel, a column name is used
-    twice).
+    The file is read when `headers()` or `items()` is first called; a file that Excel has open
+    is refused (its unsaved changes would be missed). `warnings` tells the administrator what
+    is odd but not fatal (a column name used twice).
     """
 
     def __init__(self, spec: SourceSpec, path: Path) -> None:
         self.spec = spec
         self.path = path
         self.warnings: list[str] = []
-        if warning := open_in_excel_warning(path):
-            self.warnings.append(warning)
         self.encoding: str = spec.encoding  # once read: the encoding found
         self.delimiter: str = spec.delimiter  # once read: the delimiter found
         self._reader: RowReader | None = None
@@ -141,6 +139,7 @@ class CsvSource:
         if self._reader is not None:
             return self._reader
         require_file(self.path, _CSV_SUFFIXES)
+        require_closed_in_excel(self.path)
         try:
             data = self.path.read_bytes()
         except OSError as exc:
@@ -183,7 +182,10 @@ class CsvSource:
                 "file; open it in Excel and save it as 'CSV UTF-8' or as .xlsx"
             )
         if b"\x00" in head:
-            raise DataError(f"{self.path} is {describe_text_or_binary(head)}, not a CSV file")
+            what, advice = describe_text_or_binary(head)
+            raise DataError(
+                f"{self.path} is {what}, not a CSV file" + (f"; {advice}" if advice else "")
+            )
 
 
 class CsvSink:

@@ -1,5 +1,5 @@
 """What every connector needs of the disk: finding an input file, telling what a file really is,
-noticing that Excel has it open, and replacing a results file atomically.
+refusing one that Excel has open, and replacing a results file atomically.
 
 Messages here are for the administrator at the command line, so they are in English and say what
 to do next.
@@ -71,14 +71,15 @@ def excel_lock_file(path: Path) -> Path | None:
     return None
 
 
-def open_in_excel_warning(path: Path) -> str | None:
-    """A warning when Excel has `path` open: unsaved changes are not in what klerk reads."""
+def require_closed_in_excel(path: Path) -> None:
+    """Raise DataError when Excel has `path` open: klerk would miss the changes not yet saved."""
     lock = excel_lock_file(path)
     if lock is None:
-        return None
-    return (
-        f"{path.name} is open in Excel (lock file {lock.name} found): klerk reads the last saved "
-        "version; save your changes in Excel first if they should be included"
+        return
+    raise DataError(
+        f"{path} is open in Excel (lock file {lock.name} found): save it, close it in Excel and "
+        "start again, so that no unsaved change is missed; if Excel is not running, the lock "
+        "file was left behind by a crash: delete it"
     )
 
 
@@ -115,29 +116,32 @@ def workbook_problem(path: Path, head: bytes) -> str | None:
         if "WordDocument" in streams:
             return "is a Word 97-2003 document, not a workbook"
         return "is an old-format Office file (OLE2), not an .xlsx workbook"
-    return "is " + describe_text_or_binary(head) + ", not an Excel workbook (.xlsx)"
+    what, advice = describe_text_or_binary(head)
+    return f"is {what}, not an Excel workbook (.xlsx)" + (f"; {advice}" if advice else "")
 
 
-def describe_text_or_binary(head: bytes) -> str:
-    """What a file that is neither a zip nor an OLE2 file looks like, for a message."""
+def describe_text_or_binary(head: bytes) -> tuple[str, str]:
+    """What a file that is neither a zip nor an OLE2 file looks like, and what to do about it
+    ('' when there is no advice), for a message."""
     lowered = head.lstrip().lower()
     if head.startswith(b"%PDF"):
-        return "a PDF document"
+        return "a PDF document", ""
     if lowered.startswith((b"<!doctype html", b"<html")) or b"<table" in lowered:
         return (
-            "an HTML page (some systems export 'Excel' files that are really web pages; "
-            "open it in Excel and save it as .xlsx)"
+            "an HTML page (some systems export 'Excel' files that are really web pages)",
+            "open it in Excel and save it as .xlsx",
         )
     if lowered.startswith(b"<?xml"):
         if b"urn:schemas-microsoft-com:office:spreadsheet" in lowered:
-            return "an Excel 2003 XML spreadsheet (open it in Excel and save it as .xlsx)"
-        return "an XML file"
+            return "an Excel 2003 XML spreadsheet", "open it in Excel and save it as .xlsx"
+        return "an XML file", ""
     if b"\x00" not in head and any(mark in head for mark in (b";", b",", b"\t", b"\n")):
         return (
-            "a text (CSV) file; use `kind: csv` in the task definition and name the file "
-            ".csv, or open it in Excel and save it as .xlsx"
+            "a text (CSV) file",
+            "use `kind: csv` in the task definition and name the file .csv, or open it in Excel "
+            "and save it as .xlsx",
         )
-    return "not a spreadsheet this tool can read"
+    return "a file of a kind this tool cannot read", ""
 
 
 def _zip_problem(path: Path) -> str | None:

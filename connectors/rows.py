@@ -152,18 +152,31 @@ def _shown_header(header: str) -> str:
     return "…" if digits >= 5 else repr(header)
 
 
+# (row number, column index (0-based)) -> why a cell without a value has none, for the clerk
+EmptyCellExplainer = Callable[[int, int], str | None]
+
+
 class RowReader:
     """The columns of one table matched to a source spec, and the typing of its rows.
 
     Built from the header row; raises DataError when a required, key or subject column is
     missing. `headers` maps field name to the header as written, in file order; `warnings`
-    holds what the administrator should know (a column name used twice).
+    holds what the administrator should know (a column name used twice). `explain_empty`, when
+    the source can tell more than "empty" (a merged cell, a formula that gave an error), says
+    why a required cell has no value.
     """
 
     def __init__(
-        self, spec: SourceSpec, header_cells: Sequence[Any], *, place: Place, header_row: int
+        self,
+        spec: SourceSpec,
+        header_cells: Sequence[Any],
+        *,
+        place: Place,
+        header_row: int,
+        explain_empty: EmptyCellExplainer | None = None,
     ) -> None:
         self.warnings: list[str] = []
+        self._explain_empty = explain_empty
         found = [(index, header_text(cell)) for index, cell in enumerate(header_cells)]
         self._found = [(index, text) for index, text in found if text]
         if not self._found:
@@ -320,7 +333,7 @@ class RowReader:
             problems: list[str] = []
             failed: tuple[int, ...] = ()
             if i in flagged:
-                typed_row, failed = self._look_closer(typed_row, problems)
+                typed_row, failed = self._look_closer(number, typed_row, problems)
             values = dict(zip(fields, typed_row, strict=True))
             if absent:
                 values.update(absent)
@@ -329,7 +342,7 @@ class RowReader:
                 key = f"rij-{number}"
             elif (key_value := typed_row[key_position]) is None:
                 key = f"rij-{number}"
-                problems.insert(0, f"kolom {key_header} (sleutel) is leeg")
+                problems.insert(0, self._empty(number, self._key, f"kolom {key_header} (sleutel)"))
             else:
                 key = key_value if type(key_value) is str else _key_text(key_value)
                 earlier = first_seen.setdefault(key, number)
@@ -347,7 +360,7 @@ class RowReader:
         return done
 
     def _look_closer(
-        self, typed_row: tuple[Any, ...], problems: list[str]
+        self, number: int, typed_row: tuple[Any, ...], problems: list[str]
     ) -> tuple[tuple[Any, ...], tuple[int, ...]]:
         """Collect a flagged row's problems; failed cells keep what the clerk typed.
 
@@ -361,8 +374,16 @@ class RowReader:
                 kept[position] = value.raw
                 failed.append(position)
             elif value is None and column.required and column is not self._key:
-                problems.append(f"kolom {column.header} is leeg")
+                problems.append(self._empty(number, column, f"kolom {column.header}"))
         return tuple(kept), tuple(failed)
+
+    def _empty(self, number: int, column: _Column | None, named: str) -> str:
+        """The clerk's message for an empty required cell: why it is empty, when that is known."""
+        if column is not None and self._explain_empty is not None:
+            reason = self._explain_empty(number, column.index)
+            if reason is not None:
+                return f"{named}: {reason}"
+        return f"{named} is leeg"
 
     def _position(self, column: _Column | None) -> int | None:
         return None if column is None else self._columns.index(column)

@@ -24,6 +24,7 @@ from decimal import Decimal
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any, BinaryIO
+from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 import python_calamine
@@ -31,14 +32,14 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 from openpyxl.styles.fonts import DEFAULT_FONT
-from openpyxl.utils import get_column_letter
+from openpyxl.utils import column_index_from_string, get_column_letter
 from openpyxl.utils.datetime import to_excel
 
 from connectors.files import (
     atomic_write,
     did_you_mean,
-    open_in_excel_warning,
     read_head,
+    require_closed_in_excel,
     require_file,
     workbook_problem,
 )
@@ -60,17 +61,15 @@ _MAX_EXACT_INTEGER = 10**15  # Excel keeps 15 significant digits; longer numbers
 class XlsxSource:
     """The rows of one sheet of an .xlsx workbook, typed by the task definition's columns.
 
-    The file is read when `headers()` or `items()` is first called. `warnings` tells the
-    administrator what is odd but not fatal: the workbook is open in Excel (unsaved changes
-    are not read), a column name is used twice.
+    The file is read when `headers()` or `items()` is first called; a workbook that Excel has
+    open is refused (its unsaved changes would be missed). `warnings` tells the administrator
+    what is odd but not fatal: a column name used twice.
     """
 
     def __init__(self, spec: SourceSpec, path: Path) -> None:
         self.spec = spec
         self.path = path
         self.warnings: list[str] = []
-        if warning := open_in_excel_warning(path):
-            self.warnings.append(warning)
         self._reader: RowReader | None = None
         self._rows: list[list[Any]] = []
 
@@ -89,6 +88,7 @@ class XlsxSource:
         if self._reader is not None:
             return self._reader
         require_file(self.path, _WORKBOOK_SUFFIXES)
+        require_closed_in_excel(self.path)
         problem = workbook_problem(self.path, read_head(self.path))
         if problem is not None:
             raise DataError(f"{self.path} {problem}")
@@ -110,6 +110,7 @@ class XlsxSource:
                 sheet = workbook.get_sheet_by_name(sheet_name)
                 with gc_paused():
                     rows = sheet.to_python(skip_empty_area=False)
+                merged = sheet.merged_cell_ranges or []
             except python_calamine.CalamineError as exc:
                 raise DataError(f"{place}: cannot be read ({exc})") from exc
         header_row = self.spec.header_row
@@ -121,7 +122,11 @@ class XlsxSource:
                 f"{len(rows)}; correct `header_row` in the task definition"
             )
         self._reader = RowReader(
-            self.spec, rows[header_row - 1], place=place, header_row=header_row
+            self.spec,
+            rows[header_row - 1],
+            place=place,
+            header_row=header_row,
+            explain_empty=_EmptyCells(self.path, sheet_name, merged),
         )
         self.warnings.extend(self._reader.warnings)
         self._rows = rows
@@ -148,6 +153,90 @@ class XlsxSource:
             f"{self.path} has no sheet {wanted!r}{did_you_mean(wanted, names)}; its sheets are: "
             + ", ".join(repr(name) for name in names)
         )
+
+
+class _EmptyCells:
+    """Why a cell shows no value to klerk although the clerk may see one in Excel: it is part of
+    a merged range (only the top-left cell holds the value), or it holds a formula that Excel
+    never calculated or that gives an error (#N/A, #DIV/0!). Read only when a row needs it."""
+
+    def __init__(self, path: Path, sheet: str, merged: list[Any]) -> None:
+        self._path = path
+        self._sheet = sheet
+        self._merged: list[tuple[int, int, int, int]] = [
+            (top + 1, left, bottom + 1, right) for (top, left), (bottom, right) in merged
+        ]
+        self._formulas: dict[tuple[int, int], str] | None = None
+
+    def __call__(self, row: int, column: int) -> str | None:
+        cell = f"{get_column_letter(column + 1)}{row}"
+        for top, left, bottom, right in self._merged:
+            if top <= row <= bottom and left <= column <= right and (row, column) != (top, left):
+                origin = f"{get_column_letter(left + 1)}{top}"
+                return (
+                    f"cel {cell} is samengevoegd met {origin} (maak het samenvoegen ongedaan en "
+                    "vul elke rij zelf in)"
+                )
+        if self._formulas is None:
+            self._formulas = _formulas_without_value(self._path, self._sheet)
+        error = self._formulas.get((row, column))
+        if error is None:
+            return None
+        if error:
+            return f"de formule in cel {cell} geeft de fout {error}"
+        return f"de formule in cel {cell} is niet berekend (open en bewaar het bestand in Excel)"
+
+
+_CELL_REFERENCE = re.compile(r"([A-Z]{1,3})([0-9]+)")
+
+
+def _formulas_without_value(path: Path, sheet: str) -> dict[tuple[int, int], str]:
+    """(row, column index) -> error text ('#N/A') of each formula cell of `sheet` that has no
+    value, or '' where Excel stored no result at all. Best effort: an odd file gives {}."""
+    found: dict[tuple[int, int], str] = {}
+    problems = (KeyError, OSError, zipfile.BadZipFile, ElementTree.ParseError, ValueError)
+    with suppress(*problems), zipfile.ZipFile(path) as archive:
+        part = _sheet_part(archive, sheet)
+        if part is None:
+            return found
+        with archive.open(part) as stream:
+            for _, element in ElementTree.iterparse(stream):
+                if _local(element.tag) != "c":
+                    continue
+                children = {_local(child.tag): child.text or "" for child in element}
+                reference = _CELL_REFERENCE.fullmatch(element.get("r", ""))
+                is_error = element.get("t") == "e"
+                if reference and (is_error or ("f" in children and not children.get("v"))):
+                    row, column = int(reference[2]), column_index_from_string(reference[1])
+                    found[(row, column - 1)] = children.get("v", "") if is_error else ""
+                element.clear()
+    return found
+
+
+def _sheet_part(archive: zipfile.ZipFile, sheet: str) -> str | None:
+    """The name of the part in the package that holds the sheet named `sheet`."""
+    workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
+    relation = next(
+        (
+            value
+            for element in workbook.iter()
+            if _local(element.tag) == "sheet" and element.get("name") == sheet
+            for name, value in element.attrib.items()
+            if _local(name) == "id"
+        ),
+        None,
+    )
+    relations = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+    for element in relations.iter():
+        if _local(element.tag) == "Relationship" and element.get("Id") == relation:
+            target = element.get("Target", "")
+            return target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+    return None
+
+
+def _local(tag: str) -> str:
+    """An XML name without its namespace: '{...main}c' -> 'c'."""
+    return tag.rpartition("}")[2]
 
 
 class XlsxSink:

@@ -7,15 +7,16 @@ key or step name is close to a known one, "did you mean ...".
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tasks.definition import STEP_KINDS, step_kind
+from tasks.definition import STEP_KINDS, Task, step_kind
 from tasks.errors import DefinitionError
+from tasks.plugins import sink_kinds, source_kinds
 from tasks.templates import template_problems
 
 M = TypeVar("M", bound=BaseModel)
@@ -101,6 +102,35 @@ def read_yaml(path: Path) -> tuple[Any, _Positions]:
 
 def load_model(path: Path, model: type[M]) -> M:
     """Read `path` as a `model`, reporting every problem at once with its position."""
+    return _load(path, model)[0]
+
+
+def load_task(path: Path, *, apps: Collection[str]) -> Task:
+    """Read a task definition and check it against what is installed: its app (one of `apps`)
+    and the kinds of its source and sink (as registered by the connectors)."""
+    task, positions = _load(path, Task)
+
+    def unknown(loc: Loc, what: str, name: str, known: list[str]) -> str:
+        line, column = positions.of(loc)
+        return (
+            f"{path}:{line}:{column}: unknown {what} {name!r}{_did_you_mean(name, known)}; "
+            f"expected one of: {', '.join(known) or '(none installed)'}"
+        )
+
+    problems = []
+    if task.app not in apps:
+        problems.append(unknown(("app",), "app", task.app, sorted(apps)))
+    sources = sorted([*source_kinds(), "none"])
+    if task.source.kind not in sources:
+        problems.append(unknown(("source", "kind"), "source kind", task.source.kind, sources))
+    if task.sink is not None and task.sink.kind not in sink_kinds():
+        problems.append(unknown(("sink", "kind"), "sink kind", task.sink.kind, sink_kinds()))
+    if problems:
+        raise DefinitionError(problems)
+    return task
+
+
+def _load(path: Path, model: type[M]) -> tuple[M, _Positions]:
     data, positions = read_yaml(path)
     if not isinstance(data, dict):
         raise DefinitionError([f"{path}:1:1: expected a mapping of keys (name:, steps:, ...)"])
@@ -115,7 +145,7 @@ def load_model(path: Path, model: type[M]) -> M:
         problems.update(_describe(error, data, positions, model, path) for error in exc.errors())
     if problems:
         raise DefinitionError(sorted(problems, key=_position_order))
-    return result
+    return result, positions
 
 
 def _position_order(problem: str) -> tuple[int, int, str]:
@@ -131,6 +161,8 @@ def _describe(
 ) -> str:
     loc = _clean_loc(error["loc"])
     kind = error["type"]
+    if kind != "missing":
+        loc = _in_document(data, loc)
     where = _where(loc) or "(top)"
     if kind == "extra_forbidden":
         line, column = positions.of(loc, key=True)
@@ -161,6 +193,10 @@ def _describe(
     if kind == "missing":
         return f"{path}:{line}:{column}: {_parent(loc)} needs `{loc[-1]}`"
     message = str(error["msg"]).removeprefix("Value error, ")
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        message = "expected a mapping of keys (`key: value` on lines below, or {key: value})"
+    elif kind == "list_type":
+        message = "expected a list (one line per entry, each starting with '- ')"
     got = error.get("input")
     shown = (
         f" (got {got!r})"
@@ -181,6 +217,26 @@ def _clean_loc(raw: tuple[Any, ...]) -> Loc:
             continue
         loc.append(part)
     return tuple(loc)
+
+
+_UNION_MEMBERS = frozenset({"bool", "str", "int", "float", "none", "list", "dict"})
+
+
+def _in_document(data: Any, loc: Loc) -> Loc:
+    """`loc` without the member names pydantic adds after it when it tried each type of a union
+    (('checked', 'bool') -> ('checked',)): they are not in the document."""
+    current = data
+    for depth, part in enumerate(loc):
+        present = (isinstance(current, dict) and part in current) or (
+            isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        )
+        if present:
+            current = current[part]
+        elif isinstance(part, str) and (part in _UNION_MEMBERS or "[" in part):
+            return loc[:depth]
+        else:
+            return loc
+    return loc
 
 
 def _parent(loc: Loc) -> str:

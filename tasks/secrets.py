@@ -38,18 +38,22 @@ def load_credentials(reference: str) -> Credentials:
     """
     prefix = f"KLERK_CRED_{reference}_"
     sources = [dict(os.environ), _dotenv()]
+    half_set = ""
     for source in sources:
         username = source.get(prefix + "USERNAME")
         password = source.get(prefix + "PASSWORD")
         if username and password:
             return Credentials(username, SecretStr(password))
+        if (username or password) and not half_set:
+            given, lacking = ("USERNAME", "PASSWORD") if username else ("PASSWORD", "USERNAME")
+            half_set = f" ({prefix}{given} is set, {prefix}{lacking} is not)"
     keyring_credentials = _from_keyring(reference)
     if keyring_credentials is not None:
         return keyring_credentials
     raise DefinitionError(
         [
-            f"credentials {reference!r} not found: set {prefix}USERNAME and {prefix}PASSWORD "
-            f"in the environment or in .env, or store them with "
+            f"credentials {reference!r} not found{half_set}: set {prefix}USERNAME and "
+            f"{prefix}PASSWORD in the environment or in .env, or store them with "
             f"`keyring set klerk {reference}` (username) and `keyring set klerk "
             f"{reference}:password`"
         ]

@@ -353,7 +353,9 @@ def test_a_formula_reads_as_its_cached_value_and_as_empty_without_one(tmp_path: 
     assert rows[0].values["dubbel"] == 4
     assert rows[0].problem is None
     assert rows[1].values["dubbel"] is None  # never calculated: no value to read
-    assert rows[1].problem == "kolom Dubbel is leeg"
+    assert rows[1].problem == (
+        "kolom Dubbel: de formule in cel C3 is niet berekend (open en bewaar het bestand in Excel)"
+    )
 
 
 def test_a_merged_range_has_its_value_in_the_top_left_cell_only(tmp_path: Path) -> None:
@@ -378,8 +380,14 @@ def test_a_merged_range_has_its_value_in_the_top_left_cell_only(tmp_path: Path) 
         ("Noord", None),
         (None, None),
     ]
-    assert rows[0].problem == "kolom Wijk is leeg"
-    assert rows[2].problem == "kolom Zone is leeg; kolom Wijk is leeg"
+    assert rows[0].problem == (
+        "kolom Wijk: cel C2 is samengevoegd met B2 (maak het samenvoegen ongedaan en vul elke rij "
+        "zelf in)"
+    )
+    assert rows[2].problem == (
+        "kolom Zone: cel B4 is samengevoegd met B3 (maak het samenvoegen ongedaan en vul elke rij "
+        "zelf in); kolom Wijk is leeg"
+    )
 
 
 def test_the_named_sheet_is_found_ignoring_case_and_the_first_visible_by_default(
@@ -511,15 +519,20 @@ def test_a_word_document_named_xlsx_is_recognised(tmp_path: Path) -> None:
         read(XlsxSource(source_spec(), path))
 
 
-def test_a_workbook_open_in_excel_is_read_with_a_warning(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lock_name", ["~$aanvragen.xlsx", "~$nvragen.xlsx"])
+def test_a_workbook_open_in_excel_is_refused(tmp_path: Path, lock_name: str) -> None:
+    # Excel names its owner file ~$ + the name, or (long names) ~$ over the first two letters
     path = write_workbook(tmp_path / "aanvragen.xlsx", [["Aanvraagnummer"], ["A1"]])
-    (tmp_path / "~$aanvragen.xlsx").write_bytes(b"\x05Klerk")
+    (tmp_path / lock_name).write_bytes(b"\x05Klerk")
 
-    source = XlsxSource(source_spec(), path)
+    with pytest.raises(DataError) as caught:
+        read(XlsxSource(source_spec(), path))
 
-    assert [row.key for row in read(source)] == ["A1"]
-    assert len(source.warnings) == 1
-    assert "aanvragen.xlsx is open in Excel" in source.warnings[0]
+    assert str(caught.value) == (
+        f"{path} is open in Excel (lock file {lock_name} found): save it, close it in Excel and "
+        "start again, so that no unsaved change is missed; if Excel is not running, the lock "
+        "file was left behind by a crash: delete it"
+    )
 
 
 def test_without_a_lock_file_there_is_no_warning(tmp_path: Path) -> None:
@@ -648,15 +661,15 @@ def test_csv_in_the_wrong_encoding_or_no_text_at_all_is_a_data_error(tmp_path: P
         read(CsvSource(source_spec(kind="csv"), old_excel))
 
 
-def test_csv_open_in_excel_is_read_with_a_warning(tmp_path: Path) -> None:
+def test_csv_open_in_excel_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_text("Aanvraagnummer\nA1\n", encoding="utf-8")
     (tmp_path / "~$in.csv").write_bytes(b"x")
 
-    source = CsvSource(source_spec(kind="csv"), path)
+    with pytest.raises(DataError) as caught:
+        read(CsvSource(source_spec(kind="csv"), path))
 
-    assert [row.key for row in read(source)] == ["A1"]
-    assert "in.csv is open in Excel" in source.warnings[0]
+    assert str(caught.value).startswith(f"{path} is open in Excel (lock file ~$in.csv found)")
 
 
 # --- sinks -----------------------------------------------------------------------------------
@@ -919,3 +932,106 @@ def test_register_all_makes_xlsx_and_csv_available(tmp_path: Path) -> None:
     assert {"xlsx", "csv"} <= set(source_kinds()) & set(sink_kinds())
     assert [row.key for row in source.items()] == ["A1"]
     assert sink.write(["aanvraagnummer"], [{"aanvraagnummer": "A1"}]).exists()
+
+
+# --- bad input: what a clerk's spreadsheet really holds --------------------------------------
+
+
+def test_a_real_password_protected_workbook_is_refused(tmp_path: Path) -> None:
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    plain = write_workbook(tmp_path / "open.xlsx", [["Aanvraagnummer"], ["A1"]])
+    path = tmp_path / "aanvragen.xlsx"
+    with plain.open("rb") as source, path.open("wb") as encrypted:
+        OOXMLFile(source).encrypt("Geheim-2024", encrypted)
+
+    with pytest.raises(DataError) as caught:
+        read(XlsxSource(source_spec(), path))
+
+    assert str(caught.value) == (
+        f"{path} is protected with a password (encrypted); open it in Excel, remove the password "
+        "(File > Info > Protect Workbook > Encrypt with Password) and save it without one"
+    )
+
+
+def test_a_formula_that_gives_an_error_is_named_on_its_row(tmp_path: Path) -> None:
+    path = write_workbook(
+        tmp_path / "in.xlsx",
+        [
+            ["Aanvraagnummer", "Zone", "Aantal", "Opmerking"],
+            ["A1", "=VLOOKUP(1,Zones!A:B,2,FALSE)", 1, "x"],
+            ["A2", "Noord", "=1/0", "=NA()"],
+            ["A3", "Zuid", "=2*3", None],
+        ],
+    )
+    with zipfile.ZipFile(path) as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    sheet_xml = parts["xl/worksheets/sheet1.xml"].decode()
+    for cell, kind, value in [("B2", "e", "#N/A"), ("C3", "e", "#DIV/0!"), ("D3", "e", "#N/A")]:
+        sheet_xml, replaced = re.subn(
+            rf'<c r="{cell}"([^>]*)>(<f>[^<]*</f>)<v\s*/>',
+            rf'<c r="{cell}"\1 t="{kind}">\2<v>{value}</v>',
+            sheet_xml,
+        )
+        assert replaced == 1
+    parts["xl/worksheets/sheet1.xml"] = sheet_xml.encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in parts.items():
+            archive.writestr(name, content)
+    spec = source_spec(
+        columns={"zone": "text", "aantal": "integer", "opmerking": {"required": False}}
+    )
+
+    rows = read(XlsxSource(spec, path))
+
+    assert [(row.key, row.problem) for row in rows] == [
+        ("A1", "kolom Zone: de formule in cel B2 geeft de fout #N/A"),
+        ("A2", "kolom Aantal: de formule in cel C3 geeft de fout #DIV/0!"),
+        (
+            "A3",
+            "kolom Aantal: de formule in cel C4 is niet berekend (open en bewaar het bestand in "
+            "Excel)",
+        ),
+    ]
+    assert rows[1].values["opmerking"] is None  # an optional column: an error is no value
+
+
+def test_a_file_of_100000_rows_is_read_whole(tmp_path: Path) -> None:
+    count = 100_000
+    path = tmp_path / "groot.xlsx"
+    start = dt.date(2027, 1, 1)
+    XlsxSink(SinkSpec(kind="xlsx", path="x", sheet="Aanvragen"), path).write(
+        ["Aanvraagnummer", "BSN", "Ingangsdatum", "Bedrag", "Zone"],
+        (
+            {
+                "Aanvraagnummer": f"AV-{number:06d}",
+                "BSN": VALID_BSN if number % 1000 else BAD_BSN,
+                "Ingangsdatum": start + dt.timedelta(days=number % 365),
+                "Bedrag": Decimal(number) / 100,
+                "Zone": ("Centrum", "Noord", "Oost", "Zuid")[number % 4],
+            }
+            for number in range(1, count + 1)
+        ),
+    )
+    source = XlsxSource(
+        source_spec(
+            sheet="Aanvragen", subject="bsn", columns={"ingangsdatum": "date", "bedrag": "decimal"}
+        ),
+        path,
+    )
+
+    rows = read(source)
+
+    assert len(rows) == count
+    assert [row.row for row in rows[:2]] == [2, 3] and rows[-1].row == count + 1
+    assert rows[0].values == {
+        "aanvraagnummer": "AV-000001",
+        "bsn": VALID_BSN,
+        "ingangsdatum": dt.date(2027, 1, 2),
+        "bedrag": Decimal("0.01"),
+        "zone": "Noord",
+    }
+    assert rows[-1].key == "AV-100000" and rows[-1].values["bedrag"] == Decimal("1000")
+    bad = [row for row in rows if row.problem]
+    assert len(bad) == count // 1000
+    assert bad[0].key == "AV-001000" and bad[0].problem == "kolom BSN: geen geldig BSN (elfproef)"

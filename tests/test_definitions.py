@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from bots.apps import app_names
+from connectors import register_all
 from tasks.definition import Task
 from tasks.errors import DefinitionError
-from tasks.loading import load_model
+from tasks.loading import load_model, load_task
+from tasks.secrets import load_credentials
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,6 +28,11 @@ steps:
   - goto: /vergunningen/nieuw
   - fill: {label: BSN, value: "{{ item.bsn }}"}
 """
+
+ALL_STEPS = (
+    "goto, fill, select, check, click, press, wait_for, expect, business_error_if, extract, "
+    "extract_table, download, action"
+)
 
 # (what is wrong, the YAML, the exact problem line after the file name)
 CATALOGUE = [
@@ -148,6 +156,177 @@ CATALOGUE = [
         "- just\n- a list\n",
         ["1:1: expected a mapping of keys (name:, steps:, ...)"],
     ),
+    # unknown keys deeper down
+    (
+        "typo in a source key",
+        GOOD.replace("key: aanvraagnummer", "key: aanvraagnummer, sheet_name: Aanvragen"),
+        ["5:64: unknown key 'sheet_name' in source; did you mean 'sheet'?"],
+    ),
+    (
+        "typo in a sink key",
+        GOOD + "sink: {kind: xlsx, path: uit.xlsx, colums: [status]}\n",
+        ["9:36: unknown key 'colums' in sink; did you mean 'columns'?"],
+    ),
+    (
+        "typo in a retry key",
+        GOOD + "retry: {attempt: 3}\n",
+        ["9:9: unknown key 'attempt' in retry; did you mean 'attempts'?"],
+    ),
+    (
+        "typo in a column's key",
+        GOOD.replace("subject: bsn}", "subject: bsn, columns: {bsn: {type: bsn, heder: BSN}}}"),
+        ["5:105: unknown key 'heder' in source.columns.bsn; did you mean 'header'?"],
+    ),
+    # wrong types
+    (
+        "the source as a file name",
+        GOOD.replace(
+            'source: {kind: xlsx, path: "{{ input }}", key: aanvraagnummer, subject: bsn}',
+            "source: aanvragen.xlsx",
+        ),
+        [
+            "5:9: source: expected a mapping of keys (`key: value` on lines below, or "
+            "{key: value}) (got 'aanvragen.xlsx')"
+        ],
+    ),
+    (
+        "steps as a mapping",
+        GOOD.split("steps:")[0] + "steps:\n  goto: /vergunningen/nieuw\n",
+        ["7:3: steps: expected a list (one line per entry, each starting with '- ')"],
+    ),
+    (
+        "a yes/no that is neither",
+        GOOD + "  - click: {text: Aanvragen, exact: misschien}\n",
+        [
+            "9:37: step 3 (click).exact: Input should be a valid boolean, unable to interpret "
+            "input (got 'misschien')"
+        ],
+    ),
+    (
+        "a header row of 0",
+        GOOD.replace("subject: bsn}", "subject: bsn, header_row: 0}"),
+        ["5:90: source.header_row: Input should be greater than or equal to 1 (got 0)"],
+    ),
+    (
+        "an encoding klerk does not read",
+        GOOD.replace("subject: bsn}", "subject: bsn, encoding: latin-1}"),
+        [
+            "5:88: source.encoding: Input should be 'auto', 'utf-8', 'utf-8-sig' or 'cp1252' "
+            "(got 'latin-1')"
+        ],
+    ),
+    (
+        "a timeout in words",
+        GOOD + "  - click: {text: OK}\n    timeout_ms: lang\n",
+        [
+            "9:12: step 3 (click).timeout_ms: Input should be a valid integer, unable to parse "
+            "string as an integer (got 'lang')"
+        ],
+    ),
+    (
+        "a list where a yes/no or a template goes",
+        GOOD + "  - check: {label: Akkoord, checked: [ja]}\n",
+        [
+            "9:38: step 3 (check).checked: Input should be a valid boolean",
+            "9:38: step 3 (check).checked: Input should be a valid string",
+        ],
+    ),
+    (
+        "extract without a locator",
+        GOOD + "  - extract: zaaknummer\n",
+        [
+            "9:14: step 3 (extract): expected a mapping of keys (`key: value` on lines below, or "
+            "{key: value}) (got 'zaaknummer')"
+        ],
+    ),
+    (
+        "an action without a name",
+        GOOD + "  - action: {args: {}}\n",
+        ["9:13: step 3 (action) needs `name`"],
+    ),
+    (
+        "no processing activity",
+        GOOD.replace("processing_activity: https://register.example/verwerkingen/1\n", ""),
+        ["1:1: the definition needs `processing_activity`"],
+    ),
+    (
+        "a tab for indentation",
+        GOOD + "\tretry: {}\n",
+        ["9:1: invalid YAML: found character '\\t' that cannot start any token"],
+    ),
+    # unknown steps
+    (
+        "a step name from another tool",
+        GOOD + "  - type: {label: Kenteken, value: x}\n",
+        ["9:5: unknown step 'type'; expected one of: " + ALL_STEPS],
+    ),
+    (
+        "a step name in Dutch",
+        GOOD + "  - klik: {role: button, name: Aanvragen}\n",
+        ["9:5: unknown step 'klik'; did you mean 'click'?; expected one of: " + ALL_STEPS],
+    ),
+    # template errors
+    (
+        "a block not closed",
+        GOOD.replace("{{ item.bsn }}", "{% if item.bsn %}{{ item.bsn }}"),
+        [
+            "8:31: template syntax error: Unexpected end of template. Jinja was looking for the "
+            "following tags: 'elif' or 'else' or 'endif'. The innermost block that needs to be "
+            "closed is 'if'."
+        ],
+    ),
+    (
+        "a bracket not closed",
+        GOOD.replace("{{ item.bsn }}", "{{ item.bsn.strip( }}"),
+        ["8:31: template syntax error: unexpected '}', expected ')'"],
+    ),
+    (
+        "an unknown variable in the source path",
+        GOOD.replace('path: "{{ input }}"', 'path: "{{ invoer }}"'),
+        [
+            "5:28: unknown variable 'invoer' in template; use one of: credentials, input, item, "
+            "now, outputs, run, today"
+        ],
+    ),
+    (
+        "a template error in already_done",
+        GOOD
+        + 'already_done: {action: zoek_aanvraag, args: {nummer: "{{ item.nummer | upper }"}}\n',
+        ["9:54: template syntax error: unexpected '}'"],
+    ),
+    (
+        "an unknown filter in the sink path",
+        GOOD + 'sink: {kind: xlsx, path: "{{ input | result_path }}"}\n',
+        ["9:26: unknown filter 'result_path'; did you mean 'results_path'?"],
+    ),
+]
+
+# What only the installation knows: the apps in bots/apps/ and the registered source and sink
+# kinds. (what is wrong, the YAML, the exact problem line after the file name)
+INSTALLED = [
+    (
+        "a typo in the app",
+        GOOD.replace("app: parkeren", "app: parkeer"),
+        ["2:6: unknown app 'parkeer'; did you mean 'parkeren'?; expected one of: parkeren"],
+    ),
+    (
+        "an app that is not there",
+        GOOD.replace("app: parkeren", "app: zaaksysteem"),
+        ["2:6: unknown app 'zaaksysteem'; expected one of: parkeren"],
+    ),
+    (
+        "a typo in the source kind",
+        GOOD.replace("kind: xlsx", "kind: xslx"),
+        [
+            "5:16: unknown source kind 'xslx'; did you mean 'xlsx'?; expected one of: csv, none, "
+            "xlsx"
+        ],
+    ),
+    (
+        "a sink kind that is not there",
+        GOOD + "sink: {kind: excel, path: uit.xlsx}\n",
+        ["9:14: unknown sink kind 'excel'; expected one of: csv, xlsx"],
+    ),
 ]
 
 
@@ -160,6 +339,45 @@ def test_broken_definition_gives_precise_error(
     with pytest.raises(DefinitionError) as caught:
         load_model(path, Task)
     assert sorted(caught.value.problems) == sorted(f"{path}:{line}" for line in expected)
+
+
+@pytest.mark.parametrize(("case", "text", "expected"), INSTALLED, ids=[c[0] for c in INSTALLED])
+def test_unknown_app_or_connector_gives_precise_error(
+    tmp_path: Path, case: str, text: str, expected: list[str]
+) -> None:
+    register_all()
+    path = tmp_path / "taak.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DefinitionError) as caught:
+        load_task(path, apps=app_names())
+    assert caught.value.problems == [f"{path}:{line}" for line in expected]
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({}, "credentials 'PROEF' not found: "),
+        (
+            {"KLERK_CRED_PROEF_USERNAME": "medewerker"},
+            "credentials 'PROEF' not found (KLERK_CRED_PROEF_USERNAME is set, "
+            "KLERK_CRED_PROEF_PASSWORD is not): ",
+        ),
+    ],
+    ids=["none", "no password"],
+)
+def test_missing_credentials_say_where_to_put_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(DefinitionError) as caught:
+        load_credentials("PROEF")
+    assert caught.value.problems == [
+        expected + "set KLERK_CRED_PROEF_USERNAME and KLERK_CRED_PROEF_PASSWORD in the "
+        "environment or in .env, or store them with `keyring set klerk PROEF` (username) and "
+        "`keyring set klerk PROEF:password`"
+    ]
 
 
 def test_good_definition_loads(tmp_path: Path) -> None:
@@ -206,6 +424,18 @@ def test_validate_names_an_unknown_app(tmp_path: Path) -> None:
     result = _klerk("validate", str(path), cwd=tmp_path)
     assert result.returncode == 2
     assert "unknown app 'parkeer'; did you mean 'parkeren'?" in result.stderr
+
+
+def test_validate_names_unknown_connectors_with_their_place(tmp_path: Path) -> None:
+    path = tmp_path / "taak.yaml"
+    path.write_text(GOOD.replace("kind: xlsx", "kind: xslx") + "sink: {kind: excel, path: u}\n")
+    result = _klerk("validate", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{path}:5:16: unknown source kind 'xslx'; did you mean 'xlsx'?; expected one of: csv, "
+        "none, xlsx",
+        f"{path}:9:14: unknown sink kind 'excel'; expected one of: csv, xlsx",
+    ]
 
 
 def test_shipped_definitions_validate(tmp_path: Path) -> None:

@@ -54,12 +54,17 @@ def load_actions() -> None:
             importlib.import_module(f"bots.apps.{module.stem}")
 
 
+def app_names() -> list[str]:
+    """The names of the applications klerk knows: one app definition (YAML) each."""
+    return sorted(p.stem for p in APPS_DIR.glob("*.yaml"))
+
+
 def definition_path(name: str) -> Path:
     """The YAML file of app `name`; a DefinitionError with suggestions when there is none."""
     path = APPS_DIR / f"{name}.yaml"
     if path.exists():
         return path
-    known = sorted(p.stem for p in APPS_DIR.glob("*.yaml"))
+    known = app_names()
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise DefinitionError(
