@@ -10,6 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import shutil
+import tempfile
+import uuid
+import zipfile
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -53,8 +57,8 @@ from tasks.definition import (
     kind_of,
 )
 from tasks.errors import AppUnavailableError, BotError, BusinessError
-from tasks.plugins import BotOptions, ItemContext, StepOutcome
-from tasks.privacy import redact
+from tasks.plugins import BotOptions, ItemContext, StepOutcome, TraceMode
+from tasks.privacy import redact, redact_archive
 from tasks.secrets import Credentials
 from tasks.templates import render_tree
 
@@ -95,6 +99,9 @@ class GenericBot:
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._launching = asyncio.Lock()
+        # With tracing, Playwright writes the traces as they are recorded (unscrubbed) here: a
+        # private folder that each item's files leave when its trace stops, removed on close.
+        self.traces_dir: Path | None = None
 
     async def browser(self) -> Browser:
         """The browser, launched on first use."""
@@ -108,11 +115,14 @@ class GenericBot:
                     self._playwright = None
                     raise not_found()
                 logger.debug("browser: {}", choice.origin)
+                if self.options.trace is TraceMode.ON_FAILURE:
+                    self.traces_dir = Path(tempfile.mkdtemp(prefix="klerk-traces-"))
                 self._browser = await chromium.launch(
                     executable_path=choice.executable,
                     headless=not self.options.headed,
                     slow_mo=self.options.slow_mo_ms or None,
                     args=list(CHROMIUM_ARGS),
+                    traces_dir=self.traces_dir,
                 )
             return self._browser
 
@@ -141,6 +151,9 @@ class GenericBot:
         if self._playwright is not None:
             await self._playwright.stop()
             self._playwright = None
+        if self.traces_dir is not None:
+            shutil.rmtree(self.traces_dir, ignore_errors=True)
+            self.traces_dir = None
 
 
 class GenericSession:
@@ -155,6 +168,8 @@ class GenericSession:
         self.last_url = ""
         self.dialogs: list[str] = []
         self.logging_in = False
+        self.tracing = False
+        self._trace_name = ""
         self._pending: set[asyncio.Future[None]] = set()
         signals = (self.app.logged_in, self.app.session_expired, self.app.busy, self.app.failing)
         self._phrases = sorted({text for signal in signals for text in signal.texts})
@@ -308,20 +323,87 @@ class GenericSession:
             await self.check_page()
             raise BotError(f"action {action} failed: {str(exc).splitlines()[0]}") from None
 
-    async def evidence(self, name: str) -> Path | None:
-        """A full-page screenshot with every input and the app's personal fields masked."""
+    # --- evidence ----------------------------------------------------------------------------
+
+    async def begin_item(self) -> None:
+        """With --trace on-failure: start a trace of this item (DOM snapshots and network).
+
+        A trace per item rather than one per context cut into chunks: Playwright keeps the
+        network log of the whole context in every chunk, so a chunk would also hold the login
+        and the items before this one. Screenshots stay off: pixels cannot be scrubbed.
+        """
+        if self.bot.options.trace is not TraceMode.ON_FAILURE:
+            return
+        await self.end_item()
+        self._trace_name = f"item-{uuid.uuid4().hex}"
+        try:
+            await self.context.tracing.start(
+                name=self._trace_name, snapshots=True, screenshots=False, sources=False
+            )
+        except PlaywrightError as exc:
+            logger.warning("no trace of this item: {}", str(exc).splitlines()[0])
+            return
+        self.tracing = True
+
+    async def end_item(self) -> None:
+        """The item went well: drop its trace (nothing of it is written)."""
+        if self.tracing:
+            self.tracing = False
+            with contextlib.suppress(PlaywrightError):
+                await self.context.tracing.stop()
+            self._forget_trace()
+
+    async def evidence(self, name: str) -> list[Path]:
+        """A full-page screenshot with every input and the app's personal fields masked, and the
+        item's trace when tracing, scrubbed of personal data; the screenshot first."""
         folder = self.bot.options.evidence_dir
         folder.mkdir(parents=True, exist_ok=True)
+        # the trace first, so that the screenshot is not in it
+        trace = await self._keep_trace(folder / f"{name}.trace.zip") if self.tracing else None
         path = folder / f"{name}.png"
         masks = [self.page.locator("input, textarea, select")]
         masks.extend(self.page.get_by_label(label) for label in self.bot.options.mask_labels)
-        await self.page.screenshot(path=path, full_page=True, mask=masks, timeout=10_000)
-        return path
+        try:
+            await self.page.screenshot(path=path, full_page=True, mask=masks, timeout=10_000)
+        except PlaywrightError as exc:
+            logger.warning("no screenshot for {}: {}", name, str(exc).splitlines()[0])
+            return [trace] if trace else []
+        return [path, trace] if trace else [path]
+
+    async def _keep_trace(self, target: Path) -> Path | None:
+        """Stop tracing and keep the trace at `target` with every text in it redacted.
+
+        Playwright writes the raw trace to a private temporary folder that is removed right
+        after; only the scrubbed copy reaches the run folder.
+        """
+        self.tracing = False
+        with tempfile.TemporaryDirectory(prefix="klerk-trace-") as scratch:
+            raw = Path(scratch) / "trace.zip"
+            try:
+                await self.context.tracing.stop(path=raw)
+                left_out = redact_archive(raw, target)
+            except (PlaywrightError, OSError, zipfile.BadZipFile) as exc:
+                logger.warning("no trace kept for {}: {}", target.name, str(exc).splitlines()[0])
+                return None
+            finally:
+                self._forget_trace()
+        logger.debug("trace kept: {} ({} binary entries left out)", target.name, left_out)
+        return target
+
+    def _forget_trace(self) -> None:
+        """Remove Playwright's working files of this session's last trace."""
+        folder = self.bot.traces_dir
+        if folder is not None and self._trace_name:
+            for path in folder.glob(f"{self._trace_name}*"):
+                path.unlink(missing_ok=True)
 
     async def close(self) -> None:
         """Close the context; never raises."""
         with contextlib.suppress(PlaywrightError):
             await self.context.close()
+        if self.tracing:
+            self.tracing = False
+            self._forget_trace()
 
 
 # --- executors: one per step kind ---------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -76,8 +77,17 @@ class BotSession(Protocol):
         """Run a named Python action of the bot (used for steps and for the already_done check)."""
         ...
 
-    async def evidence(self, name: str) -> Path | None:
-        """Save a masked screenshot of the current page under the run's evidence folder."""
+    async def begin_item(self) -> None:
+        """An item (or another attempt at one) starts here: record it when tracing is on."""
+        ...
+
+    async def end_item(self) -> None:
+        """The item ended well: drop what was recorded for it."""
+        ...
+
+    async def evidence(self, name: str) -> list[Path]:
+        """The item failed: keep a masked screenshot and, when tracing, the item's scrubbed trace,
+        under the run's evidence folder; returns the files kept, the screenshot first."""
         ...
 
     async def close(self) -> None:
@@ -99,6 +109,13 @@ class Bot(Protocol):
         ...
 
 
+class TraceMode(StrEnum):
+    """Whether bots record a Playwright trace of each item: never, or kept for failed items."""
+
+    OFF = "off"
+    ON_FAILURE = "on-failure"
+
+
 @dataclass(frozen=True)
 class BotOptions:
     """How bots of a run launch their browser and where they keep evidence."""
@@ -109,6 +126,7 @@ class BotOptions:
     base_url: str | None = None
     secrets: tuple[str, ...] = ()
     mask_labels: tuple[str, ...] = ()
+    trace: TraceMode = TraceMode.OFF
 
 
 BotFactory = Callable[["AppDefinition", BotOptions], Bot]
