@@ -48,9 +48,11 @@ test: setup check
 schemas: $(STAMP)
 	$(VENV)/bin/klerk schema > schemas/task.schema.json
 	$(VENV)/bin/klerk schema --apps > schemas/app.schema.json
+	$(VENV)/bin/klerk schema --schedules > schemas/schedule.schema.json
 
 bench: setup
 	$(PY) bench/overhead.py
+	$(PY) bench/audit.py
 
 clean:
 	rm -rf $(VENV) var runs exports .mypy_cache .ruff_cache

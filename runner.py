@@ -24,13 +24,16 @@ from rich.table import Table
 
 import bots
 import connectors
-from bots.apps import definition_path
+from bots.apps import app_names, definition_path
 from tasks import __version__
 from tasks.definition import AppDefinition, Task
 from tasks.engine import Run, RunOptions, RunSummary
 from tasks.errors import DefinitionError, KlerkError
-from tasks.loading import find_task, load_model
+from tasks.export import ExportFormat
+from tasks.loading import find_task, load_model, load_task
+from tasks.plugins import TraceMode
 from tasks.privacy import redact
+from tasks.report import REPORT_NAME, write_report
 from tasks.settings import Settings, settings, signing_key_path, subject_key
 from tasks.states import ItemState, RunState
 from tasks.store import RunRecord, Store, WorkItemRecord
@@ -45,6 +48,10 @@ runs_app = typer.Typer(help="Look at earlier runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 audit_app = typer.Typer(help="Check the audit trails of runs.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+schedule_app = typer.Typer(
+    help="Schedules: unattended runs of tasks (`klerk serve` fires them).", no_args_is_help=True
+)
+app.add_typer(schedule_app, name="schedule")
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 _debug = False
@@ -68,7 +75,7 @@ def _wire() -> Settings:
 
 def _load(task_arg: str) -> tuple[Task, Path, AppDefinition]:
     path = find_task(task_arg)
-    task = load_model(path, Task)
+    task = load_task(path, apps=app_names())
     app_def = load_model(definition_path(task.app), AppDefinition)
     return task, path, app_def
 
@@ -228,6 +235,7 @@ def _run_options(
     slow_mo: int,
     app_url: str | None,
     current: Settings,
+    trace: TraceMode = TraceMode.OFF,
 ) -> RunOptions:
     return RunOptions(
         input=input_file,
@@ -240,7 +248,14 @@ def _run_options(
         started_by=os.environ.get("KLERK_STARTED_BY") or f"user:{getpass.getuser()}",
         subject_key=subject_key(current),
         signing_key=signing_key_path(current),
+        trace=trace,
     )
+
+
+TraceOption = Annotated[
+    TraceMode,
+    typer.Option(help="Keep a Playwright trace of each failed item, personal data scrubbed."),
+]
 
 
 @app.command()
@@ -254,13 +269,14 @@ def run(
     slow_mo: Annotated[int, typer.Option(help="Slow every browser action by MS.")] = 0,
     app_url: Annotated[str | None, typer.Option(help="Base URL of the app (override).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Read and check everything; touch no app.")] = False,
+    trace: TraceOption = TraceMode.OFF,
 ) -> None:
     """Run a task: read the input, do every item in the app, write the results."""
     current = _wire()
     task_def, path, app_def = _load(task)
     store = Store(current.database())
     options = _run_options(
-        input_file, results, concurrency, limit, headed, slow_mo, app_url, current
+        input_file, results, concurrency, limit, headed, slow_mo, app_url, current, trace
     )
     the_run = _new_run(task_def, path, app_def, store, current.runs(), options, current)
     if dry_run:
@@ -284,6 +300,7 @@ def resume(
     concurrency: Annotated[int | None, typer.Option(min=1, max=32)] = None,
     headed: Annotated[bool, typer.Option(help="Show the browser.")] = False,
     app_url: Annotated[str | None, typer.Option(help="Base URL of the app (override).")] = None,
+    trace: TraceOption = TraceMode.OFF,
 ) -> None:
     """Continue an interrupted or aborted run: items found running are checked in the app first."""
     current = _wire()
@@ -293,7 +310,7 @@ def resume(
         raise KlerkError(f"no run {run_id!r}; see `klerk runs list`")
     task_def, path, app_def = _load(record.definition_path)
     base_url = app_url or record.options.get("base_url")
-    options = _run_options(None, None, concurrency, None, headed, 0, base_url, current)
+    options = _run_options(None, None, concurrency, None, headed, 0, base_url, current, trace)
     the_run = _new_run(task_def, path, app_def, store, current.runs(), options, current)
     the_run.reopen(record)
     raise typer.Exit(_summary(_execute(the_run, record, store)))
@@ -319,7 +336,9 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(
     run_id: Annotated[str, typer.Argument(help="The run id (or a unique start of it).")],
-    open_report: Annotated[bool, typer.Option("--open", help="Open the run folder.")] = False,
+    open_report: Annotated[
+        bool, typer.Option("--open", help="Open the run report (report.html) in a browser.")
+    ] = False,
 ) -> None:
     """One run: what ran, when, and every item with its state and message."""
     current = _wire()
@@ -348,8 +367,65 @@ def runs_show(
     console.print(table)
     folder = current.runs() / record.id
     console.print(f"folder   {folder}")
-    if open_report:
-        webbrowser.open(folder.as_uri())
+    report = folder / REPORT_NAME
+    if open_report and not report.exists():
+        task_def, _, _ = _load(record.definition_path)
+        private_key = current.signing_key or current.home / "var" / "keys" / "signing.key"
+        report = write_report(store, record.id, task_def, folder, private_key.with_suffix(".pub"))
+    if report.exists():
+        console.print(f"report   {report}", markup=False, soft_wrap=True)
+    if open_report and not webbrowser.open(report.as_uri()):
+        console.print("No browser to open it here: open the report file above in a browser.")
+
+
+@runs_app.command("prune")
+def runs_prune(
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            help="Prune runs that ended longer ago than this (90d, 6w, 7y); a task's own "
+            "retention_days is never cut short."
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only say what would be pruned.")] = False,
+) -> None:
+    """Remove the files and stored items of runs whose retention period is over. The ledger
+    keeps what was pruned, so `klerk audit verify --all` still checks every later run."""
+    import datetime as dt
+
+    from tasks.retention import parse_age, prune_runs
+    from tasks.signing import load_public_key, load_signer
+
+    current = _wire()
+    days = parse_age(older_than) if older_than else None
+    store = Store(current.database())
+    private = signing_key_path(current)
+
+    def retention_of(record: RunRecord) -> int | None:
+        try:
+            return load_model(Path(record.definition_path), Task).retention_days
+        except KlerkError:
+            logger.warning("run {}: cannot read its task definition for its retention", record.id)
+            return None
+
+    decisions = prune_runs(
+        store,
+        current.runs(),
+        load_signer(private),
+        load_public_key(private.with_suffix(".pub")),
+        older_than_days=days,
+        retention_of=retention_of,
+        now=dt.datetime.now(dt.UTC),
+        dry_run=dry_run,
+    )
+    table = Table("run", "task", "ended", "kept (days)", "outcome")
+    for decision in decisions:
+        ended = f"{decision.ended_at.astimezone():%d-%m-%Y}"
+        days_kept = str(decision.keep_days)
+        table.add_row(decision.run_id, decision.task, ended, days_kept, decision.reason)
+    console.print(table if decisions else "No run is past its retention period.")
+    if any(d.suspect for d in decisions):
+        raise typer.Exit(EXIT_NOT_ALL_DONE)
 
 
 @audit_app.command("verify")
@@ -360,10 +436,11 @@ def audit_verify(
         Path | None, typer.Option(help="Public key file; default var/keys/signing.pub.")
     ] = None,
 ) -> None:
-    """Check that a run's trail is complete and unchanged. Exit 0 intact, 1 tampered,
-    4 incomplete, 5 cannot read."""
+    """Check that a run's trail is complete and unchanged, and stands in the ledger of all
+    runs as it was written. Exit 0 intact, 1 tampered, 4 incomplete, 5 cannot read."""
+    from tasks.ledger import verify_runs
     from tasks.signing import load_public_key
-    from tasks.verify import Verdict, verify_trail
+    from tasks.verify import Verdict, severity
 
     current = settings()
     key_file = public_key or (current.home / "var" / "keys" / "signing.pub")
@@ -373,19 +450,22 @@ def audit_verify(
     key = load_public_key(key_file)
     if all_runs == (run_id is not None):
         raise KlerkError("give a run id or --all")
-    pattern = "*" if all_runs else f"{run_id}*"
-    folders = sorted(p for p in current.runs().glob(pattern) if p.is_dir())
-    if not folders or (run_id is not None and len(folders) > 1):
-        found = "no run" if not folders else f"{len(folders)} runs"
-        raise KlerkError(f"{found} matching {run_id or '*'} in {current.runs()}")
+    runs_dir = current.runs()
+    selected = None
+    if run_id is not None:
+        selected = sorted(p.name for p in runs_dir.glob(f"{run_id}*") if p.is_dir())
+        if len(selected) != 1:
+            found = "no run" if not selected else f"{len(selected)} runs"
+            raise KlerkError(f"{found} matching {run_id} in {runs_dir}")
     worst = Verdict.INTACT
-    for folder in folders:
-        report = verify_trail(folder / "audit.jsonl", key)
+    for report in verify_runs(runs_dir, key, selected):
         label = report.verdict.name.lower()
-        console.print(f"{folder.name}: {label} ({report.records} records)")
+        name = report.path.parent.name if report.path.name == "audit.jsonl" else report.path.name
+        console.print(f"{name}: {label} ({report.records} records)", markup=False)
         for finding in report.findings:
-            err.print(f"  {finding}", markup=False)
-        worst = max(worst, report.verdict, key=_severity)
+            err.print(f"  {finding}", markup=False, soft_wrap=True)
+        if severity(report.verdict) > severity(worst):
+            worst = report.verdict
     raise typer.Exit(int(worst))
 
 
@@ -447,9 +527,44 @@ def audit_subject(
     console.print(f"{found} records concern this person")
 
 
-def _severity(verdict: Any) -> int:
-    order = {"INTACT": 0, "INCOMPLETE": 1, "UNREADABLE": 2, "TAMPERED": 3}
-    return order[verdict.name]
+@audit_app.command("export")
+def audit_export(
+    first: Annotated[str, typer.Option("--from", help="First day, yyyy-mm-dd (UTC).")],
+    last: Annotated[str, typer.Option("--to", help="Last day, yyyy-mm-dd (UTC), included.")],
+    form: Annotated[
+        ExportFormat,
+        typer.Option("--format", help="jsonl: the records as written; csv: one column a field."),
+    ] = ExportFormat.JSONL,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="File to write; default: standard output.")
+    ] = None,
+) -> None:
+    """Every trail record of every run written in a period, oldest first (not a verification:
+    `klerk audit verify --all` is)."""
+    from tasks.export import ExportSummary, parse_period, records_between, write_export
+
+    start, end = parse_period(first, last)
+    summary = ExportSummary()
+    records = records_between(settings().runs(), start, end, summary)
+    if output is None:
+        write_export(records, sys.stdout.buffer, form, summary)
+        sys.stdout.flush()
+    else:
+        from connectors.files import atomic_write
+
+        with atomic_write(output) as stream:
+            write_export(records, stream, form, summary)
+    err.print(
+        f"{summary.records} records of {len(summary.runs)} runs from {start} to {end}"
+        + (f" written to {output}" if output else ""),
+        markup=False,
+    )
+    if summary.unreadable:
+        err.print(
+            f"{summary.unreadable} lines held no readable record and were left out: "
+            "check the trails with `klerk audit verify --all`",
+            markup=False,
+        )
 
 
 @app.command()
@@ -462,7 +577,7 @@ def validate(
     failed = 0
     for path in paths:
         try:
-            task = load_model(path, Task)
+            task = load_task(path, apps=app_names())
             load_model(definition_path(task.app), AppDefinition)
             _check_actions(task)
         except DefinitionError as exc:
@@ -484,25 +599,527 @@ def _check_actions(task: Task) -> None:
         action = getattr(step, "action", None)
         if action is not None:
             find_action(task.app, action.name)
-    from tasks.plugins import sink_kinds, source_kinds
-
-    if task.source.kind != "none" and task.source.kind not in source_kinds():
-        raise DefinitionError(
-            [f"unknown source kind {task.source.kind!r}; known: {', '.join(source_kinds())}, none"]
-        )
-    if task.sink is not None and task.sink.kind not in sink_kinds():
-        raise DefinitionError(
-            [f"unknown sink kind {task.sink.kind!r}; known: {', '.join(sink_kinds())}"]
-        )
 
 
 @app.command()
 def schema(
     app_definitions: Annotated[bool, typer.Option("--apps", help="Schema of app files.")] = False,
+    schedule_definitions: Annotated[
+        bool, typer.Option("--schedules", help="Schema of schedule files.")
+    ] = False,
 ) -> None:
     """Print the JSON Schema of task files (for editor completion)."""
-    model = AppDefinition if app_definitions else Task
+    from schedules.definition import Schedule
+
+    model: type[Task | AppDefinition | Schedule] = Task
+    if app_definitions:
+        model = AppDefinition
+    elif schedule_definitions:
+        model = Schedule
     typer.echo(json.dumps(model.model_json_schema(), indent=2, ensure_ascii=False))
+
+
+# --- the scheduler: klerk serve and klerk schedule ... -------------------------------------------
+
+SchedulesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--schedules",
+        help="Folder of schedule files (default: KLERK_SCHEDULES_DIR, else schedules/definitions).",
+    ),
+]
+EXIT_SKIPPED_FIRE = 1
+
+
+def _schedules_folder(current: Settings, folder: Path | None) -> Path:
+    from schedules.definition import definitions_dir
+
+    return definitions_dir(folder or current.schedules_dir)
+
+
+def _launcher(folder: Path) -> Any:
+    """The command line of one fire's run process: this klerk, `schedule fire`."""
+    runner_file = str(Path(__file__).resolve())
+
+    def launch(name: str, fire_id: int, planned: Any) -> list[str]:
+        argv = [sys.executable, runner_file, "schedule", "fire", name, "--fire-id", str(fire_id)]
+        argv += ["--schedules", str(folder)]
+        if planned is not None:
+            argv += ["--planned", planned.isoformat()]
+        return argv
+
+    return launch
+
+
+@contextmanager
+def _serve_log(current: Settings, verbose: bool) -> Iterator[None]:
+    """serve's log: stderr (journald under systemd) and var/log/serve.log, redacted."""
+    logger.remove()
+
+    def patch(record: Any) -> None:
+        record["message"] = redact(record["message"])
+
+    logger.configure(patcher=patch)
+    folder = (current.home / "var" / "log").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    shape = "{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {message}"
+    handlers = [
+        logger.add(
+            sys.stderr,
+            level="DEBUG" if verbose else "INFO",
+            format=shape,
+            diagnose=False,
+            backtrace=False,
+            catch=False,
+        ),
+        logger.add(
+            folder / "serve.log",
+            level="DEBUG",
+            format=shape,
+            diagnose=False,
+            backtrace=False,
+            catch=False,
+            rotation="10 MB",
+            retention=10,
+        ),
+    ]
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            logger.remove(handler)
+
+
+@app.command()
+def serve(
+    schedules: SchedulesOption = None,
+    verbose: Annotated[bool, typer.Option(help="Log debug lines too.")] = False,
+) -> None:
+    """Run the scheduler: fire the schedules' runs unattended until SIGTERM (systemd: README)."""
+    from schedules.service import Service
+
+    current = settings()  # no bots or connectors here: each fire's run is its own process
+    folder = _schedules_folder(current, schedules)
+    store = Store(current.database())
+    with _serve_log(current, verbose):
+        service = Service(store, folder, current, _launcher(folder))
+        raise typer.Exit(service.serve())
+
+
+def _zone_of(folder: Path, name: str) -> Any:
+    from zoneinfo import ZoneInfo
+
+    from schedules.definition import read_schedules
+
+    found, _ = read_schedules(folder)
+    return found[name][0].zone() if name in found else ZoneInfo("Europe/Amsterdam")
+
+
+def _start_of(day_text: str | None, zone: Any) -> Any:
+    import datetime as dt
+
+    from tasks.store import utcnow
+
+    if day_text is None:
+        return utcnow()
+    text = day_text.strip()
+    for shape in ("%d-%m-%Y %H:%M", "%d-%m-%Y", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
+        try:
+            return dt.datetime.strptime(text, shape).replace(tzinfo=zone)
+        except ValueError:
+            continue
+    raise KlerkError(f"--from {day_text!r}: give a day as dd-mm-jjjj (optionally with HH:MM)")
+
+
+@schedule_app.command("list")
+def schedule_list(
+    schedules: SchedulesOption = None,
+    count: Annotated[int, typer.Option(min=1, max=100, help="Fire times per schedule.")] = 5,
+    start: Annotated[
+        str | None,
+        typer.Option("--from", help="Compute from this day (dd-mm-jjjj [HH:MM]) instead of now."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Every schedule with its next fire times (local time), skipping holidays and closing days."""
+    from schedules.calendar import dutch_weekday
+    from schedules.definition import read_schedules
+    from schedules.state import SERVICE_LOCK, ScheduleBook, local
+    from schedules.triggers import closed_days, fire_times
+
+    current = _wire()
+    folder = _schedules_folder(current, schedules)
+    found, problems = read_schedules(folder)
+    store = Store(current.database())
+    book = ScheduleBook(store)
+    states = book.states()
+    listed = []
+    table = Table("schedule", "task", "state", "when", "next fire times", "last fire")
+    for name, (schedule, _path) in sorted(found.items()):
+        zone = schedule.zone()
+        times = fire_times(schedule, _start_of(start, zone), count)
+        state = states.get(name)
+        status = "active"
+        if not schedule.enabled:
+            status = "disabled"
+        elif state is not None and state.paused:
+            status = f"paused by {state.paused_by}" + (
+                f": {state.pause_reason}" if state.pause_reason else ""
+            )
+        skipped = closed_days(schedule, times[0].date(), times[-1].date()) if times else []
+        last = book.last_fire(name)
+        listed.append(
+            {
+                "name": name,
+                "task": schedule.task,
+                "state": status,
+                "trigger": schedule.trigger.describe(),
+                "timezone": schedule.timezone,
+                "next": [moment.isoformat() for moment in times],
+                "skipped_days": [{"date": d.isoformat(), "reason": r} for d, r in skipped],
+                "last_fire": None
+                if last is None
+                else {"fired_at": last.fired_at.isoformat(), "outcome": last.outcome},
+            }
+        )
+        shown = [f"{dutch_weekday(m.date())} {m:%d-%m-%Y %H:%M}" for m in times] or ["never"]
+        shown += [f"[dim]skips {dutch_weekday(d)} {d:%d-%m}: {r}[/]" for d, r in skipped]
+        when = schedule.trigger.describe()
+        if schedule.office_hours:
+            when += f"; {schedule.office_hours.start:%H:%M}-{schedule.office_hours.end:%H:%M}"
+        last_text = "-" if last is None else f"{local(last.fired_at, zone)}\n{last.outcome}"
+        table.add_row(name, schedule.task, status, when, "\n".join(shown), last_text)
+    if as_json:
+        typer.echo(json.dumps(listed, indent=2, ensure_ascii=False))
+    else:
+        console.print(table if listed else f"No schedules in {folder}.")
+        holder = store.live_lock_holder(SERVICE_LOCK, current.lock_stale_seconds)
+        console.print(
+            f"klerk serve: running (pid {holder.pid} on {holder.host})"
+            if holder
+            else "klerk serve: not running"
+        )
+    for problem in problems:
+        err.print(problem, markup=False)
+    if problems:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@schedule_app.command("validate")
+def schedule_validate(
+    files: Annotated[list[Path] | None, typer.Argument(help="Schedule files; default all.")] = None,
+    schedules: SchedulesOption = None,
+) -> None:
+    """Check schedule files: every problem with file:line:column, and the tasks they run."""
+    from schedules.definition import Schedule, schedule_files
+    from schedules.fires import render_path, task_path
+    from schedules.notify import recipients, webhooks
+
+    current = _wire()
+    folder = _schedules_folder(current, schedules)
+    paths = files or schedule_files(folder)
+    failed = 0
+    names: dict[str, Path] = {}
+    for path in paths:
+        try:
+            schedule = load_model(path, Schedule)
+            if schedule.name in names:
+                raise DefinitionError(
+                    [
+                        f"{path}:1:1: schedule name {schedule.name!r} is also used by "
+                        f"{names[schedule.name]}"
+                    ]
+                )
+            names[schedule.name] = path
+            task_file = task_path(schedule, path)
+            try:
+                _load(str(task_file))
+            except DefinitionError as exc:
+                raise DefinitionError(
+                    [f"{path}: task {schedule.task!r}: {problem}" for problem in exc.problems]
+                ) from None
+            for template in (schedule.input, schedule.results):
+                if template:
+                    render_path(template, schedule, None, current.home)
+        except DefinitionError as exc:
+            failed += 1
+            for problem in exc.problems:
+                err.print(problem, markup=False)
+            continue
+        console.print(f"{path}: ok", markup=False)
+        if schedule.notify.when and not (
+            recipients(schedule.notify, current) or webhooks(schedule.notify, current)
+        ):
+            err.print(
+                f"{path}: warning: nobody hears about {', '.join(schedule.notify.when)}: give "
+                "notify.email or notify.webhook, or set KLERK_SMTP_RECIPIENTS / KLERK_WEBHOOK_URL",
+                markup=False,
+            )
+        if recipients(schedule.notify, current) and not (current.smtp_host and current.smtp_sender):
+            err.print(
+                f"{path}: warning: e-mail needs KLERK_SMTP_HOST and KLERK_SMTP_SENDER", markup=False
+            )
+    if failed:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _pause(name: str, schedules: Path | None, paused: bool, reason: str) -> None:
+    from schedules.definition import find_schedule
+    from schedules.state import SERVICE_LOCK, ScheduleBook
+
+    current = _wire()
+    folder = _schedules_folder(current, schedules)
+    find_schedule(folder, name)
+    store = Store(current.database())
+    who = os.environ.get("KLERK_STARTED_BY") or f"user:{getpass.getuser()}"
+    changed = ScheduleBook(store).set_paused(name, paused, who, reason)
+    word = "paused" if paused else "resumed"
+    console.print(f"schedule {name}: {word}" if changed else f"schedule {name} was already {word}")
+    holder = store.live_lock_holder(SERVICE_LOCK, current.lock_stale_seconds)
+    if holder is not None:
+        console.print(
+            f"the running klerk serve (pid {holder.pid}) takes this over within "
+            f"{current.scheduler_poll_seconds:g} s"
+        )
+    else:
+        console.print("klerk serve is not running; it takes this over when it starts")
+
+
+@schedule_app.command("pause")
+def schedule_pause(
+    name: Annotated[str, typer.Argument(help="The schedule's name.")],
+    reason: Annotated[str, typer.Option(help="Why (shown in `klerk schedule list`).")] = "",
+    schedules: SchedulesOption = None,
+) -> None:
+    """Stop a schedule from firing until `klerk schedule resume` (kept across restarts)."""
+    _pause(name, schedules, True, reason)
+
+
+@schedule_app.command("resume")
+def schedule_resume(
+    name: Annotated[str, typer.Argument(help="The schedule's name.")],
+    schedules: SchedulesOption = None,
+) -> None:
+    """Let a paused schedule fire again (from its next fire time on; no catching up)."""
+    _pause(name, schedules, False, "")
+
+
+def _outcome_code(outcome: str) -> int:
+    if outcome == "finished":
+        return EXIT_OK
+    if outcome in ("not_all_done", "skipped", "not_started", "missed"):
+        return EXIT_NOT_ALL_DONE
+    return EXIT_ABORTED
+
+
+def _print_fire(fire: Any, zone: Any) -> None:
+    from schedules.state import local
+
+    line = f"fire {fire.id}: {fire.outcome.replace('_', ' ')}"
+    if fire.run_id:
+        line += f", run {fire.run_id}"
+    console.print(line, markup=False)
+    if fire.reason:
+        console.print(f"  {fire.reason}", markup=False, soft_wrap=True)
+    if fire.counts:
+        console.print("  " + " ".join(f"{s}:{n}" for s, n in sorted(fire.counts.items())))
+    if fire.ended_at:
+        console.print(f"  ended {local(fire.ended_at, zone)}")
+
+
+@schedule_app.command("run-now")
+def schedule_run_now(
+    name: Annotated[str, typer.Argument(help="The schedule's name.")],
+    wait: Annotated[bool, typer.Option(help="Wait for the run to end (with serve).")] = False,
+    schedules: SchedulesOption = None,
+) -> None:
+    """Fire a schedule now, outside its times and calendar (the overlap rule still holds).
+
+    With `klerk serve` running, serve fires it; otherwise it runs here, in the foreground."""
+    from schedules.definition import find_schedule
+    from schedules.fires import Dispatcher
+    from schedules.state import SERVICE_LOCK, Outcome, ScheduleBook
+
+    current = _wire()
+    folder = _schedules_folder(current, schedules)
+    schedule, path = find_schedule(folder, name)
+    zone = schedule.zone()
+    store = Store(current.database())
+    book = ScheduleBook(store)
+    who = os.environ.get("KLERK_STARTED_BY") or f"user:{getpass.getuser()}"
+    holder = store.live_lock_holder(SERVICE_LOCK, current.lock_stale_seconds)
+    if holder is not None:
+        request_id = book.request_run(name, who)
+        console.print(f"asked klerk serve (pid {holder.pid} on {holder.host}) to fire {name} now")
+        deadline = time.monotonic() + 4 * current.scheduler_poll_seconds + 20
+        fire = None
+        while time.monotonic() < deadline:
+            request = book.request(request_id)
+            if request is not None and request.fire_id is not None:
+                fire = book.fire(request.fire_id)
+                if fire is not None and (not wait or Outcome(fire.outcome).final):
+                    break
+                if wait:
+                    deadline = time.monotonic() + 24 * 3600
+            time.sleep(0.5)
+        if fire is None:
+            raise KlerkError(
+                f"klerk serve did not take the request within {deadline:.0f} s; see its log"
+            )
+        _print_fire(fire, zone)
+        raise typer.Exit(_outcome_code(fire.outcome) if wait else EXIT_OK)
+    console.print("klerk serve is not running: firing it here, in the foreground")
+    with _serve_log(current, verbose=False):
+        dispatcher = Dispatcher(store, current, _launcher(folder), {name: (schedule, path)})
+        previous = {
+            sig: signal.signal(sig, lambda *_: dispatcher.stop())
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            fire = dispatcher.fire(name, None, f"run-now by {who}")
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    if fire is None:
+        raise KlerkError(f"schedule {name} did not fire")
+    _print_fire(fire, zone)
+    raise typer.Exit(_outcome_code(fire.outcome))
+
+
+@schedule_app.command("history")
+def schedule_history(
+    name: Annotated[str, typer.Argument(help="The schedule's name.")],
+    limit: Annotated[int, typer.Option(min=1, help="How many fires.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    schedules: SchedulesOption = None,
+) -> None:
+    """Past fires of a schedule, newest first: planned, started or skipped and why, outcome."""
+    from schedules.definition import find_schedule
+    from schedules.state import ScheduleBook, local
+    from tasks.store import aware
+
+    current = _wire()
+    folder = _schedules_folder(current, schedules)
+    book = ScheduleBook(Store(current.database()))
+    fires = book.history(name, limit)
+    if not fires:
+        find_schedule(folder, name)  # an unknown name gets its did-you-mean
+    zone = _zone_of(folder, name)
+    if as_json:
+        rows = [
+            {
+                "id": f.id,
+                "planned_at": aware(f.planned_at).isoformat() if f.planned_at else None,
+                "fired_at": aware(f.fired_at).isoformat(),
+                "ended_at": aware(f.ended_at).isoformat() if f.ended_at else None,
+                "started_by": f.started_by,
+                "outcome": f.outcome,
+                "reason": f.reason,
+                "run_id": f.run_id,
+                "counts": f.counts,
+                "notified": f.notified,
+            }
+            for f in fires
+        ]
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    table = Table("#", "planned", "fired", "by", "outcome", "run", "items", "why", "notified")
+    for fire in fires:
+        delay = ""
+        if fire.planned_at is not None:
+            seconds = (aware(fire.fired_at) - aware(fire.planned_at)).total_seconds()
+            delay = f" ({seconds:+.1f} s)"
+        table.add_row(
+            str(fire.id),
+            local(fire.planned_at, zone) if fire.planned_at else "run now",
+            local(fire.fired_at, zone) + delay,
+            fire.started_by,
+            fire.outcome.replace("_", " "),
+            fire.run_id or "",
+            " ".join(f"{s}:{n}" for s, n in sorted((fire.counts or {}).items())),
+            fire.reason,
+            fire.notified,
+        )
+    console.print(table if fires else f"schedule {name} has not fired yet")
+
+
+@schedule_app.command("fire", hidden=True)
+def schedule_fire(
+    name: Annotated[str, typer.Argument(help="The schedule's name.")],
+    fire_id: Annotated[int, typer.Option(help="The fire in the history.")],
+    planned: Annotated[str | None, typer.Option(help="Planned time (ISO).")] = None,
+    schedules: SchedulesOption = None,
+) -> None:
+    """One fire's run (started by klerk serve or run-now, not by hand)."""
+    import dataclasses
+    import datetime as dt
+
+    from schedules.definition import InputMissing, find_schedule
+    from schedules.fires import input_for_fire, render_path, resumable_run, task_path
+    from schedules.state import Outcome, ScheduleBook
+    from tasks.store import RunLockedError
+
+    # a SIGTERM from serve before the run is under way (Python still starting) must not kill
+    # this process half-way: it is noted, and the run then stops before its first item
+    stop_early: list[Run] = []
+    stop_seen = [False]
+
+    def early_stop(_signum: int, _frame: Any) -> None:
+        stop_seen[0] = True
+        for pending in stop_early:
+            pending.stop_requested.set()
+
+    signal.signal(signal.SIGTERM, early_stop)
+    current = _wire()
+    folder = _schedules_folder(current, schedules)
+    store = Store(current.database())
+    book = ScheduleBook(store)
+    planned_at = dt.datetime.fromisoformat(planned) if planned else None
+    try:
+        schedule, schedule_file = find_schedule(folder, name)
+        task_def, path, app_def = _load(str(task_path(schedule, schedule_file)))
+        input_path, missing = input_for_fire(schedule, planned_at, current.home)
+        if missing is not None:
+            skip = schedule.if_input_missing is InputMissing.SKIP
+            book.update(
+                fire_id, outcome=Outcome.SKIPPED if skip else Outcome.FAILED, reason=missing
+            )
+            raise typer.Exit(EXIT_SKIPPED_FIRE if skip else EXIT_BAD_INPUT)
+        results = (
+            render_path(schedule.results, schedule, planned_at, current.home)
+            if schedule.results
+            else None
+        )
+        options = dataclasses.replace(
+            _run_options(input_path, results, schedule.concurrency, None, False, 0, None, current),
+            started_by=f"schedule:{name}",
+        )
+        the_run = _new_run(task_def, path, app_def, store, current.runs(), options, current)
+        stop_early.append(the_run)
+        if stop_seen[0]:
+            book.update(fire_id, outcome=Outcome.NOT_STARTED, reason="klerk serve stopped first")
+            raise typer.Exit(EXIT_ABORTED)
+        earlier = resumable_run(
+            store, schedule, task_def.name, input_path, current.lock_stale_seconds
+        )
+        try:
+            if earlier is not None:
+                the_run.reopen(earlier)
+                record = earlier
+            else:
+                record = the_run.create()
+        except RunLockedError as exc:
+            book.update(fire_id, outcome=Outcome.SKIPPED, reason=str(exc))
+            raise typer.Exit(EXIT_SKIPPED_FIRE) from None
+        book.update(fire_id, run_id=record.id)
+        if earlier is not None:
+            book.update(fire_id, reason=f"finishes run {record.id}, left {earlier.state}")
+        if stop_seen[0]:
+            the_run.stop_requested.set()
+    except KlerkError as exc:
+        book.update(fire_id, outcome=Outcome.FAILED, reason=redact(str(exc)))
+        raise
+    raise typer.Exit(_summary(_execute(the_run, record, store)))
 
 
 @app.command("demo-app")

@@ -435,6 +435,12 @@ class Task(Model):
     mask: list[str] = Field(
         default_factory=list, description="Labels of fields to mask in screenshots."
     )
+    retention_days: int | None = Field(
+        None,
+        ge=1,
+        description="Keep the files of a run at least this many days (the bewaartermijn of the "
+        "Archiefwet selectielijst); `klerk runs prune` removes them afterwards.",
+    )
 
 
 # --- applications ----------------------------------------------------------------------------

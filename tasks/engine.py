@@ -15,7 +15,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,17 +41,20 @@ from tasks.errors import (
     KlerkError,
     RunAborted,
 )
+from tasks.ledger import OPENED, RESUMED, SEALED, Ledger
 from tasks.plugins import (
     Bot,
     BotOptions,
     BotSession,
     ItemContext,
     SourceRow,
+    TraceMode,
     make_bot,
     make_sink,
     make_source,
 )
 from tasks.privacy import add_secrets, redact
+from tasks.report import write_report_safely
 from tasks.secrets import Credentials, load_credentials
 from tasks.signing import load_signer
 from tasks.states import ItemState, RunState
@@ -78,6 +81,7 @@ class RunOptions:
     started_by: str = "user"
     subject_key: bytes = b""
     signing_key: Path | None = None
+    trace: TraceMode = TraceMode.OFF
 
 
 @dataclass
@@ -210,6 +214,7 @@ class Run:
         self.stop_requested = asyncio.Event()
         self.record: RunRecord | None = None
         self.trail: Trail | None = None
+        self.ledger: Ledger | None = None
         self._consecutive_system_errors = 0
         self._abort_reason = ""
         self._run_operation = ""
@@ -247,6 +252,8 @@ class Run:
 
     def create(self) -> RunRecord:
         """Read the input and store a new run with its work items; nothing is done in the app."""
+        if self.task.credentials:  # missing credentials stop a run before anything is stored
+            self.credentials_loader(self.task.credentials)
         rows, headers, input_path = self.read_source()
         run_id = new_run_id()
         results = self.results_path(input_path)
@@ -295,20 +302,21 @@ class Run:
         self.store.add_items(items)
         self.record = record
         self._open_trail()
-        self._run_operation = self._trail().record(
-            "run_started",
-            action="start",
-            obj=f"task {self.task.name}",
-            extra={
-                "klerk.started_by": self.options.started_by,
-                "klerk.version": __version__,
-                "klerk.definition_path": record.definition_path,
-                "klerk.input_file": input_path.name if input_path else "",
-                "klerk.items": len(items),
-            },
-            facts={"klerk.input_sha256": record.input_sha256 or ""},
-            sync=True,
-        )
+        with self._ledger_entry(OPENED) as ledger_facts:
+            self._run_operation = self._trail().record(
+                "run_started",
+                action="start",
+                obj=f"task {self.task.name}",
+                extra={
+                    "klerk.started_by": self.options.started_by,
+                    "klerk.version": __version__,
+                    "klerk.definition_path": record.definition_path,
+                    "klerk.input_file": input_path.name if input_path else "",
+                    "klerk.items": len(items),
+                },
+                facts={"klerk.input_sha256": record.input_sha256 or "", **ledger_facts},
+                sync=True,
+            )
         problems = {row.row: row.problem for row in rows if row.problem}
         for item in items:
             if item.row in problems:
@@ -340,13 +348,15 @@ class Run:
         for item in self.store.items(record.id, [ItemState.SYSTEM_ERROR]):
             self.store.transition(item, ItemState.PENDING, message="")
         self._open_trail()
-        self._run_operation = self._trail().record(
-            "run_resumed",
-            action="resume",
-            obj=f"task {self.task.name}",
-            extra={"klerk.started_by": self.options.started_by, "klerk.version": __version__},
-            sync=True,
-        )
+        with self._ledger_entry(RESUMED) as ledger_facts:
+            self._run_operation = self._trail().record(
+                "run_resumed",
+                action="resume",
+                obj=f"task {self.task.name}",
+                extra={"klerk.started_by": self.options.started_by, "klerk.version": __version__},
+                facts=ledger_facts,
+                sync=True,
+            )
 
     @property
     def concurrency(self) -> int:
@@ -355,6 +365,8 @@ class Run:
 
     def _open_trail(self) -> None:
         assert self.record is not None
+        signer = load_signer(self.options.signing_key) if self.options.signing_key else None
+        self.ledger = Ledger(self.runs_dir, signer) if signer else None
         self.trail = Trail(
             self.run_dir / "audit.jsonl",
             run_id=self.record.id,
@@ -366,12 +378,40 @@ class Run:
             legal_basis=self.task.legal_basis,
             actor=self.options.started_by,
             subject_key=self.options.subject_key,
-            signer=load_signer(self.options.signing_key) if self.options.signing_key else None,
+            signer=signer,
         )
 
     def _trail(self) -> Trail:
         assert self.trail is not None
         return self.trail
+
+    @contextlib.contextmanager
+    def _ledger_entry(self, kind: str) -> Iterator[dict[str, str]]:
+        """Hold the ledger while the block writes the trail record that opens or resumes the
+        run (it gets the ledger's head as facts), then enter that record in the ledger."""
+        if self.ledger is None:
+            yield {}
+            return
+        trail = self._trail()
+        with self.ledger.locked() as head:
+            yield head.facts()
+            self.ledger.append(
+                kind, trail.run_id, trail.task, record_seq=trail.seq, record_hash=trail.last_hash
+            )
+
+    def _seal_in_ledger(self, state: RunState) -> None:
+        trail = self._trail()
+        if self.ledger is None:
+            return
+        with self.ledger.locked():
+            self.ledger.append(
+                SEALED,
+                trail.run_id,
+                trail.task,
+                record_seq=trail.seq,
+                record_hash=trail.last_hash,
+                state=state.value,
+            )
 
     @property
     def run_dir(self) -> Path:
@@ -418,6 +458,7 @@ class Run:
             counts = await self._close(state, message)
         results = self.write_results()
         self._write_run_file(state, counts, results, message)
+        write_report_safely(self.store, run_id, self.task, self.run_dir, self.options.signing_key)
         return RunSummary(
             run_id=run_id,
             state=state,
@@ -446,6 +487,7 @@ class Run:
                     sync=True,
                 )
                 self.trail.checkpoint()
+                self._seal_in_ledger(state)
         finally:
             if self.trail is not None:
                 self.trail.close()
@@ -461,6 +503,7 @@ class Run:
             base_url=self.options.base_url,
             secrets=(credentials.password.get_secret_value(),) if credentials else (),
             mask_labels=tuple(self.app.mask) + tuple(self.task.mask),
+            trace=self.options.trace,
         )
 
     async def _work(self, bot: Bot, credentials: Credentials | None) -> None:
@@ -540,6 +583,9 @@ class Run:
         trail = self._trail()
         retry = self.task.retry
         was_running = item.state == ItemState.RUNNING.value
+        # tried before (killed while running, or a system error given another chance on
+        # resume): the app may hold it already, so look before entering it again
+        tried_before = was_running or item.attempts > 0
         item_op = new_operation_id()
         values = from_json(item.values)
         context = ItemContext(key=item.key, values=values, outputs={}, run_id=item.run_id)
@@ -562,9 +608,11 @@ class Run:
             try:
                 if session is None:
                     session = await bot.open(credentials)
-                if (was_running or attempt > 1) and self.task.already_done is not None:
+                await session.begin_item()
+                if (tried_before or attempt > 1) and self.task.already_done is not None:
                     found = await self._already_done(session, context, item_op, item)
                     if found is not None:
+                        await session.end_item()
                         self._finish_item(
                             item,
                             ItemState.DONE,
@@ -575,6 +623,7 @@ class Run:
                         )
                         return session
                 await self._steps(session, context, item_op, item)
+                await session.end_item()
             except BusinessError as exc:
                 evidence = await self._evidence(session, item)
                 self._finish_item(
@@ -712,15 +761,16 @@ class Run:
                     subject=item.subject,
                 )
 
-    async def _evidence(self, session: BotSession | None, item: WorkItemRecord) -> str | None:
+    async def _evidence(self, session: BotSession | None, item: WorkItemRecord) -> tuple[str, ...]:
+        """The files kept of a failed item: its screenshot first, then its trace (if tracing)."""
         if session is None:
-            return None
+            return ()
         try:
-            path = await session.evidence(f"{item.seq:05d}-{_safe(redact(item.key))}")
+            kept = await session.evidence(f"{item.seq:05d}-{_safe(redact(item.key))}")
         except Exception as exc:
-            logger.warning("no screenshot for item {}: {}", item.key, exc)
-            return None
-        return str(path) if path else None
+            logger.warning("no evidence for item {}: {}", item.key, exc)
+            return ()
+        return tuple(str(path) for path in kept)
 
     def _finish_item(
         self,
@@ -729,7 +779,7 @@ class Run:
         message: str,
         *,
         outputs: Mapping[str, Any] | None = None,
-        evidence: str | None = None,
+        evidence: Sequence[str] = (),
         operation: str | None = None,
         started: float | None = None,
     ) -> None:
@@ -746,11 +796,12 @@ class Run:
             result=state.value + (f": {message}" if message else ""),
             item_key=item.key,
             subject=item.subject,
-            extra={"klerk.item_seq": item.seq, "klerk.evidence": evidence or ""},
+            extra={"klerk.item_seq": item.seq, "klerk.evidence": ", ".join(evidence)},
             sync=True,
         )
+        # the store keeps the first file (the screenshot the report shows); the trail names all
         self.store.transition(
-            item, state, message=message, outputs=outputs or {}, evidence=evidence
+            item, state, message=message, outputs=outputs or {}, evidence=next(iter(evidence), None)
         )
         if state is ItemState.SYSTEM_ERROR:
             self._consecutive_system_errors += 1

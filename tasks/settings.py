@@ -22,6 +22,24 @@ class Settings(BaseSettings):
     subject_key: SecretStr | None = Field(None, description="HMAC key for persons in the trail.")
     app_url: str | None = Field(None, description="Override the app definition's base URL.")
     signing_key: Path | None = Field(None, description="Ed25519 key that signs checkpoints.")
+    # --- the scheduler (klerk serve) and its notifications
+    schedules_dir: Path | None = Field(None, description="Schedule files; default in the package.")
+    scheduler_poll_seconds: float = Field(
+        2.0, gt=0, description="How often serve looks for pause, resume and run-now."
+    )
+    smtp_host: str | None = Field(None, description="Mail server for notifications.")
+    smtp_port: int = Field(587, description="Its port (587 submission, 25 relay, 465 TLS).")
+    smtp_starttls: bool = Field(True, description="Upgrade the connection with STARTTLS.")
+    smtp_ssl: bool = Field(False, description="Implicit TLS from the start (port 465).")
+    smtp_username: str | None = Field(None, description="Login at the mail server, if any.")
+    smtp_password: SecretStr | None = Field(None, description="Its password.")
+    smtp_sender: str | None = Field(None, description="From address of notifications.")
+    smtp_recipients: str = Field("", description="Comma-separated; every schedule notifies them.")
+    webhook_url: SecretStr | None = Field(None, description="Every schedule POSTs JSON here.")
+    webhook_token: SecretStr | None = Field(None, description="Sent as 'Authorization: Bearer'.")
+    report_base_url: str | None = Field(
+        None, description="Where runs/ is served, for report links in notifications."
+    )
 
     def database(self) -> str:
         """The database URL, defaulting to SQLite under var/."""

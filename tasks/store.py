@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     create_engine,
+    delete,
     event,
     func,
     select,
@@ -224,6 +225,23 @@ class Store:
                 .values(state=state.value, ended_at=utcnow(), message=message)
             )
 
+    def ended_runs(self, before: dt.datetime) -> Sequence[RunRecord]:
+        """Runs that finished or were aborted before `before`, oldest first (for pruning)."""
+        with self.session() as session:
+            query = (
+                select(RunRecord)
+                .where(RunRecord.ended_at < before)
+                .where(RunRecord.state.in_([RunState.FINISHED.value, RunState.ABORTED.value]))
+                .order_by(RunRecord.ended_at)
+            )
+            return session.scalars(query).all()
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run and its work items (their input values are personal data)."""
+        with self.session() as session, session.begin():
+            session.execute(delete(WorkItemRecord).where(WorkItemRecord.run_id == run_id))
+            session.execute(delete(RunRecord).where(RunRecord.id == run_id))
+
     def reopen_run(self, run_id: str) -> None:
         """Mark a run running again (resume)."""
         with self.session() as session, session.begin():
@@ -337,7 +355,7 @@ class Store:
                 if holder is None:
                     session.add(TaskLock(task=task, **me))
                     return
-                age = (now - _aware(holder.heartbeat)).total_seconds()
+                age = (now - aware(holder.heartbeat)).total_seconds()
                 dead = _process_is_gone(holder.host, holder.pid) or age > stale_seconds
                 if holder.run_id != run_id and not dead:
                     raise RunLockedError(
@@ -372,8 +390,19 @@ class Store:
         with self.session() as session:
             return session.get(TaskLock, task)
 
+    def live_lock_holder(self, task: str, stale_seconds: float) -> TaskLock | None:
+        """Who holds the lock of `task` and is alive: a dead or stale holder counts as none."""
+        holder = self.lock_holder(task)
+        if holder is None:
+            return None
+        age = (utcnow() - aware(holder.heartbeat)).total_seconds()
+        if _process_is_gone(holder.host, holder.pid) or age > stale_seconds:
+            return None
+        return holder
 
-def _aware(moment: dt.datetime) -> dt.datetime:
+
+def aware(moment: dt.datetime) -> dt.datetime:
+    """A stored time with its zone (SQLite gives them back without one; they are UTC)."""
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 

@@ -10,6 +10,7 @@ be written stops the run (fail closed).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -20,7 +21,7 @@ import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from tasks import __version__
 from tasks.errors import AuditError
@@ -108,7 +109,7 @@ class Trail:
         self._checkpoint_at = time.monotonic()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: IO[str] = path.open("a", encoding="utf-8")
+            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         except OSError as exc:
             raise AuditError(f"cannot open the audit trail {path}: {exc.strerror}") from None
 
@@ -192,21 +193,35 @@ class Trail:
             "klerk.prev_hash": self.last_hash,
         }
         _check_finite(record)
-        line = canonical(record)
-        try:
-            self._file.write(line + "\n")
-            self._file.flush()
-            if sync:
-                os.fsync(self._file.fileno())
-        except (OSError, ValueError) as exc:
-            raise AuditError(
-                f"cannot write the audit trail {self.path}: {exc}; the run stops"
-            ) from None
-        self.last_hash = record_hash(line.encode("utf-8"))
+        line = canonical(record).encode("utf-8")
+        self._append(line + b"\n", sync=sync)
+        self.last_hash = record_hash(line)
         self._since_checkpoint += 1
         if name != "checkpoint" and self._checkpoint_due():
             self.checkpoint()
         return operation_id
+
+    def _append(self, data: bytes, *, sync: bool) -> None:
+        """Write one whole record or nothing: a partly written record (disk full) is cut off
+        again, so that the trail stays a verifiable prefix of what happened."""
+        if self._fd is None:
+            raise AuditError(f"the audit trail {self.path} is closed; the run stops")
+        size = os.fstat(self._fd).st_size
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(self._fd, data[written:])
+            if sync:
+                os.fsync(self._fd)
+        except OSError as exc:
+            self.seq -= 1
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, size)
+            raise AuditError(
+                f"cannot write the audit trail {self.path}: {exc.strerror or exc}; the run "
+                "stops before its next action (free space or fix permissions, then "
+                "`klerk resume`)"
+            ) from None
 
     def _checkpoint_due(self) -> bool:
         if self._signer is None:
@@ -241,18 +256,22 @@ class Trail:
         self._checkpoint_at = time.monotonic()
 
     def sync(self) -> None:
-        """Flush and fsync: called at every item boundary."""
+        """Fsync: called at every item boundary."""
+        if self._fd is None:
+            return
         try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-        except (OSError, ValueError) as exc:
-            raise AuditError(f"cannot sync the audit trail {self.path}: {exc}") from None
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise AuditError(f"cannot sync the audit trail {self.path}: {exc.strerror}") from None
 
     def close(self) -> None:
         """Sync and close."""
-        if not self._file.closed:
-            self.sync()
-            self._file.close()
+        if self._fd is not None:
+            try:
+                self.sync()
+            finally:
+                os.close(self._fd)
+                self._fd = None
 
 
 def _check_finite(value: Any) -> None:
