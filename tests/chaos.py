@@ -8,7 +8,6 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from demo.sample import aanvragen
 from tasks.store import Store
-from tests.conftest import ROOT, DemoApp, Klerk, write_intake
+from tests.conftest import DemoApp, Klerk, write_intake
 
 TASK = "vergunningen-invoeren"
 
@@ -55,17 +54,6 @@ def _run_id(runs: Path) -> str:
     return folder.name
 
 
-def _start(klerk: Klerk, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "runner.py"), *args],
-        cwd=klerk.home,
-        env=klerk.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def run_chaos(
     klerk: Klerk,
     demo: DemoApp,
@@ -92,15 +80,17 @@ def run_chaos(
     args = ["run", TASK, "--input", str(intake), "--concurrency", str(concurrency)]
     for _ in range(kills):
         target = _item_ends(runs) + rng.randint(3, max(4, items // (kills + 1)))
-        process = _start(klerk, *args)
-        while process.poll() is None and _item_ends(runs) < target:
-            time.sleep(0.02)
-        # a random moment after the last item ended: before, during or after the next submit
-        time.sleep(rng.uniform(0.0, 0.6))
-        process.send_signal(signal.SIGKILL)
-        _, stderr = process.communicate(timeout=60)
-        if process.returncode != -signal.SIGKILL:
-            raise AssertionError(f"the runner ended before it was killed: {stderr}")
+        with (klerk.home / "killed.log").open("w+", encoding="utf-8") as output:
+            process = klerk.start(*args, output=output)
+            while process.poll() is None and _item_ends(runs) < target:
+                time.sleep(0.02)
+            # a random moment after the last item ended: before, during or after the next submit
+            time.sleep(rng.uniform(0.0, 0.6))
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=60)
+            if process.returncode != -signal.SIGKILL:
+                output.seek(0)
+                raise AssertionError(f"the runner ended before it was killed: {output.read()}")
         args = ["resume", _run_id(runs)]
     resumes = 0
     while True:  # the faults go on; a resume gives items that ran out of retries another chance

@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -95,6 +95,18 @@ class Klerk:
             text=True,
             timeout=timeout,
             check=False,
+        )
+
+    def start(self, *args: str, output: IO[str] | None = None) -> subprocess.Popen[str]:
+        """Start `klerk ARGS` in the background (to signal or kill it while it works). Its
+        output is piped, or goes to `output` when it may outgrow a pipe nobody reads yet."""
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "runner.py"), *args],
+            cwd=self.home,
+            env=self.env,
+            stdout=output or subprocess.PIPE,
+            stderr=output or subprocess.PIPE,
+            text=True,
         )
 
     def written_files(self) -> list[Path]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import re
 import resource
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 from demo.sample import aanvragen
 from tasks.signing import load_public_key
 from tasks.verify import Verdict, verify_trail
-from tests.conftest import ROOT, DemoApp, Klerk, write_intake
+from tests.conftest import DemoApp, Klerk, write_intake
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 
@@ -34,21 +32,7 @@ def test_a_trail_that_cannot_grow_stops_the_run_and_resume_finishes_it(
 ) -> None:
     rows = aanvragen(ROWS, seed=7, bad_rows=False, prefix="FC-")
     intake = write_intake(klerk.home / "aanvragen.xlsx", rows)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "runner.py"),
-            "run",
-            "vergunningen-invoeren",
-            "--input",
-            str(intake),
-        ],
-        cwd=klerk.home,
-        env=klerk.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = klerk.start("run", "vergunningen-invoeren", "--input", str(intake))
     deadline = time.monotonic() + 300
     trail = None
     while time.monotonic() < deadline and process.poll() is None:

@@ -113,30 +113,12 @@ def test_export_reads_every_page(klerk: Klerk, demo_app: DemoApp) -> None:
 @BOTH_STORES
 def test_interrupted_run_resumes_without_doubles(klerk: Klerk, demo_app: DemoApp) -> None:
     import signal
-    import subprocess
-    import sys
     import time
-
-    from tests.conftest import ROOT
 
     rows = aanvragen(30, seed=31, bad_rows=False, prefix="RS-")
     intake = write_intake(klerk.home / "resume.xlsx", rows)
     demo_app.faults(latency_ms=150, seed=2)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "runner.py"),
-            "run",
-            "vergunningen-invoeren",
-            "--input",
-            str(intake),
-        ],
-        cwd=klerk.home,
-        env=klerk.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = klerk.start("run", "vergunningen-invoeren", "--input", str(intake))
     deadline = time.monotonic() + 120
     while len(demo_app.permits()) < SEED_PERMITS + 3 and time.monotonic() < deadline:
         time.sleep(0.2)
