@@ -96,6 +96,7 @@ class ItemLine:
     message: str
     outputs: tuple[tuple[str, str], ...]
     evidence: str | None
+    trace: str | None
     attention: bool
 
 
@@ -250,11 +251,20 @@ def _evidence_link(run_dir: Path, evidence: str | None) -> str | None:
     return None
 
 
+def _trace_link(screenshot: str | None) -> str | None:
+    """The item's Playwright trace (`--trace on-failure`), kept beside its screenshot."""
+    if screenshot is None or not screenshot.endswith(".png"):
+        return None
+    return screenshot.removesuffix(".png") + ".trace.zip"
+
+
 def item_lines(run_dir: Path, items: Sequence[WorkItemRecord]) -> list[ItemLine]:
     """The items of a run as the report shows them, in source order."""
     lines = []
     for item in items:
         state = ItemState(item.state)
+        evidence = _evidence_link(run_dir, item.evidence)
+        trace = _trace_link(evidence)
         lines.append(
             ItemLine(
                 seq=item.seq,
@@ -265,7 +275,8 @@ def item_lines(run_dir: Path, items: Sequence[WorkItemRecord]) -> list[ItemLine]
                 attempts=item.attempts,
                 message=item.message,
                 outputs=_outputs(item.outputs or {}),
-                evidence=_evidence_link(run_dir, item.evidence),
+                evidence=evidence,
+                trace=trace if trace and (run_dir / trace).exists() else None,
                 attention=state not in (ItemState.DONE, ItemState.SKIPPED),
             )
         )

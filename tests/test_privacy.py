@@ -94,8 +94,10 @@ def test_nothing_a_run_writes_holds_the_password_or_a_bsn(
     assert {path.name.removesuffix(".trace.zip") for path in evidence.glob("*.trace.zip")} == failed
     assert {path.stem for path in evidence.glob("*.png")} == failed
     trail = (run_dir / "audit.jsonl").read_text(encoding="utf-8")
+    report = (run_dir / "report.html").read_text(encoding="utf-8")
     for name in failed:
         assert f"{name}.trace.zip" in trail  # the item's end in the trail names its trace
+        assert f'href="evidence/{name}.trace.zip"' in report  # and the report links it
         with zipfile.ZipFile(evidence / f"{name}.trace.zip") as trace:
             assert trace.testzip() is None
             assert "trace.trace" in trace.namelist()
