@@ -55,8 +55,9 @@ from tasks.definition import (
     WaitForArgs,
     WaitForStep,
     kind_of,
+    step_label,
 )
-from tasks.errors import AppUnavailableError, BotError, BusinessError
+from tasks.errors import AppUnavailableError, BotError, BusinessError, KlerkError
 from tasks.plugins import BotOptions, ItemContext, StepOutcome, TraceMode
 from tasks.privacy import redact, redact_archive
 from tasks.secrets import Credentials
@@ -102,6 +103,9 @@ class GenericBot:
         # With tracing, Playwright writes the traces as they are recorded (unscrubbed) here: a
         # private folder that each item's files leave when its trace stops, removed on close.
         self.traces_dir: Path | None = None
+        # per worker (asyncio task): the context whose login failed, kept open until that
+        # worker opens again, so that the item's evidence shows where the app stopped answering
+        self._failed_opens: dict[object, GenericSession] = {}
 
     async def browser(self) -> Browser:
         """The browser, launched on first use."""
@@ -128,6 +132,10 @@ class GenericBot:
 
     async def open(self, credentials: Credentials | None) -> GenericSession:
         """A new context, logged in; AppUnavailableError when the app cannot be reached."""
+        worker = asyncio.current_task()
+        stale = self._failed_opens.pop(worker, None)
+        if stale is not None:
+            await stale.close()
         browser = await self.browser()
         context = await browser.new_context(
             base_url=self.base_url,
@@ -138,13 +146,24 @@ class GenericBot:
         session = GenericSession(self, context, await context.new_page())
         try:
             await session.login(credentials)
+        except AppUnavailableError:
+            self._failed_opens[worker] = session
+            raise
         except BaseException:
             await session.close()
             raise
         return session
 
+    async def evidence(self, name: str) -> list[Path]:
+        """A masked screenshot of the page where this worker's last `open` failed, if it did."""
+        failed = self._failed_opens.get(asyncio.current_task())
+        return await failed.evidence(name) if failed is not None else []
+
     async def close(self) -> None:
         """Close the browser and Playwright."""
+        for stale in self._failed_opens.values():
+            await stale.close()
+        self._failed_opens.clear()
         if self._browser is not None:
             await self._browser.close()
             self._browser = None
@@ -166,7 +185,8 @@ class GenericSession:
         self.page = page
         self.last_status: int | None = None
         self.last_url = ""
-        self.dialogs: list[str] = []
+        self.dialogs: list[tuple[str, str]] = []
+        """(kind, redacted text) of every dialog the app opened; each was dismissed."""
         self.logging_in = False
         self.tracing = False
         self._trace_name = ""
@@ -185,8 +205,9 @@ class GenericSession:
             self.last_url = response.url
 
     def _on_dialog(self, dialog: Any) -> None:
-        self.dialogs.append(redact(dialog.message))
-        # an unexpected alert would block the page; dismiss it and keep its text for the report
+        self.dialogs.append((str(dialog.type), redact(dialog.message)))
+        # an unexpected dialog would block the page; dismiss it (never agree to what the bot was
+        # not told about) and keep its text for the trail and the item's message
         self._pending.add(asyncio.ensure_future(dialog.dismiss()))
 
     # --- login and page checks -------------------------------------------------------------
@@ -236,12 +257,17 @@ class GenericSession:
         where = _path(url)
         if not self.logging_in and _matches(self.app.session_expired, url, found, status):
             raise AppUnavailableError(f"session expired (at {where})")
+        # a busy or failing page leaves a logged-in session as it was: retry without a new login
+        session_ok = not self.logging_in
         if _matches(self.app.busy, url, found, status):
-            raise AppUnavailableError(f"{self.app.name} is busy (at {where})")
+            raise AppUnavailableError(
+                f"{self.app.name} is busy (at {where})", session_ok=session_ok
+            )
         if _matches(self.app.failing, url, found, status):
             raise AppUnavailableError(
                 f"{self.app.name} failed: HTTP {status} at {where}"
-                + (f" ({title})" if title else "")
+                + (f" ({title})" if title else ""),
+                session_ok=session_ok,
             )
 
     # --- steps -------------------------------------------------------------------------------
@@ -250,28 +276,53 @@ class GenericSession:
         """Do one rendered step."""
         executor = _EXECUTORS[type(step)]
         timeout = step.timeout_ms
+        seen = len(self.dialogs)
         try:
-            outcome = await executor(self, step, item, timeout)
-        except (BusinessError, AppUnavailableError):
-            raise
-        except PlaywrightTimeout as exc:
-            await self.check_page()
-            raise BotError(self._not_found(step, exc)) from None
-        except PlaywrightError as exc:
-            message = str(exc).splitlines()[0]
-            if "net::ERR_CONNECTION_REFUSED" in message or "net::ERR_" in message:
-                raise AppUnavailableError(
-                    f"{self.app.name} cannot be reached at {self.bot.base_url}: {message}"
+            try:
+                outcome = await executor(self, step, item, timeout)
+            except (BusinessError, AppUnavailableError):
+                raise
+            except PlaywrightTimeout as exc:
+                await self.check_page()
+                raise BotError(self._not_found(step, exc)) from None
+            except PlaywrightError as exc:
+                message = str(exc).splitlines()[0]
+                if "net::ERR_CONNECTION_REFUSED" in message or "net::ERR_" in message:
+                    raise AppUnavailableError(
+                        f"{self.app.name} cannot be reached at {self.bot.base_url}: {message}"
+                    ) from None
+                await self.check_page()
+                raise BotError(
+                    f"{kind_of(step)} failed on page {_path(self.page.url)}: {message}"
                 ) from None
-            await self.check_page()
+        except KlerkError as exc:
+            shown = _dialogs_shown(self.dialogs[seen:])
+            if shown:
+                exc.args = (f"{exc}; {shown}",)
+            raise
+        dialogs = self.dialogs[seen:]
+        questions = [(kind, text) for kind, text in dialogs if kind != "alert"]
+        if questions:
+            kind, text = questions[0]
             raise BotError(
-                f"{kind_of(step)} failed on page {_path(self.page.url)}: {message}"
-            ) from None
+                f"the app asked {_DIALOG_KINDS.get(kind, kind)} {text!r} on page "
+                f"{_path(self.page.url)} and klerk dismissed it: {step_label(step)} "
+                "did not go through"
+            )
+        if dialogs:
+            shown = _dialogs_shown(dialogs)
+            outcome.detail = f"{outcome.detail}; {shown}" if outcome.detail else shown
         return outcome
 
     def _not_found(self, step: StepModel, exc: Exception) -> str:
         kind = kind_of(step)
         args = getattr(step, kind)
+        if " action done" in str(exc):  # Playwright's call log: found and acted on, then waited
+            return (
+                f"{step_label(step)} on page {_path(self.page.url)} went through, but the next "
+                f"page did not load within {self._timeout(step.timeout_ms)} ms; "
+                f"{self.app.name} is slow or stuck"
+            )
         what = args.describe() if isinstance(args, Locator) else kind
         return (
             f"element not found: {what} on page {_path(self.page.url)} "
@@ -418,6 +469,12 @@ async def _goto(
         response = await session.page.goto(
             step.goto, timeout=timeout, wait_until="domcontentloaded"
         )
+    except PlaywrightTimeout:
+        waited = timeout or session.app.navigation_timeout_ms
+        raise AppUnavailableError(
+            f"page {_path(step.goto)} did not load within {waited} ms; "
+            f"{session.app.name} is slow or stuck"
+        ) from None
     except PlaywrightError as exc:
         message = str(exc).splitlines()[0]
         if "net::ERR_" in message:
@@ -572,15 +629,21 @@ async def _download(
     args = step.download
     folder = session.bot.options.evidence_dir.parent / "downloads"
     folder.mkdir(parents=True, exist_ok=True)
+    waited = args.timeout_ms or session._timeout(timeout)
+    where = _path(session.page.url)
+    clicked = False
     try:
-        async with session.page.expect_download(timeout=args.timeout_ms or timeout) as info:
+        async with session.page.expect_download(timeout=waited) as info:
             await session.locate(args.click).click(timeout=timeout)
+            clicked = True
         download = await info.value
     except PlaywrightTimeout:
+        if not clicked:
+            raise
         await session.check_page()
         raise BotError(
-            f"no download came after clicking {args.click.describe()} on page "
-            f"{_path(session.page.url)}"
+            f"no download came within {waited} ms after clicking {args.click.describe()} "
+            f"on page {where} (download into {args.into!r})"
         ) from None
     path = folder / download.suggested_filename
     await download.save_as(path)
@@ -613,6 +676,18 @@ _EXECUTORS: dict[type[StepModel], Executor] = {
     DownloadStep: _download,
     ActionStep: _action,
 }
+
+
+_DIALOG_KINDS = {
+    "confirm": "to confirm",
+    "prompt": "for input",
+    "beforeunload": "to leave the page",
+}
+
+
+def _dialogs_shown(dialogs: list[tuple[str, str]]) -> str:
+    """The dialogs a step met, for the trail and the item's message (their texts are redacted)."""
+    return "; ".join(f"the app showed {kind} {text!r} (dismissed)" for kind, text in dialogs)
 
 
 def _matches(signal: PageSignal, url: str, found: frozenset[str], status: int | None) -> bool:

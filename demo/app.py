@@ -253,7 +253,16 @@ class Parkeervergunningen:
         """Render the permit form with fresh input names and a fresh CSRF token."""
         names = {field: self._input_name(field) for field in pages.FORM_FIELDS}
         token = self.sessions.open_form(session, names)
-        view = pages.FormView(names=names, csrf_token=token, values=values, error=error)
+        faults = self.faults.faults
+        view = pages.FormView(
+            names=names,
+            csrf_token=token,
+            values=values,
+            error=error,
+            bsn_label=pages.LABEL_BSN_RENAMED if faults.renamed_labels else "BSN",
+            notice=pages.MSG_NOTICE if faults.notice_on_form else "",
+            confirm=pages.MSG_CONFIRM if faults.confirm_on_submit else "",
+        )
         return HTMLResponse(pages.permit_form(view, user=session.username))
 
     def _input_name(self, field: str) -> str:
@@ -320,6 +329,9 @@ class Parkeervergunningen:
 
     async def export(self, request: Request, session: Session) -> Response:
         """GET /vergunningen/export.csv: every permit that matches the filter, as CSV."""
+        if self.faults.faults.broken_export:
+            html = pages.message("Export", pages.MSG_EXPORT_QUEUED, user=session.username)
+            return HTMLResponse(html)
         filters = {name: request.query_params.get(name, "") for name in pages.FILTER_FIELDS}
         buffer = io.StringIO()
         writer = csv.writer(buffer, delimiter=";")

@@ -32,6 +32,14 @@ class Faults:
     """Idle seconds before a session expires."""
     random_ids: bool = False
     """Give the form's inputs a new id and name on every load."""
+    notice_on_form: bool = False
+    """The permit form greets every load with an alert() about maintenance."""
+    confirm_on_submit: bool = False
+    """The permit form asks confirm() before it is sent; a dismissed confirm sends nothing."""
+    renamed_labels: bool = False
+    """The permit form labels the BSN "Burgerservicenummer", as after an upgrade of the app."""
+    broken_export: bool = False
+    """The CSV export answers with a page instead of a file: the download never starts."""
     seed: int | None = None
     """Seed of the random generator that decides the faults, for repeatable runs."""
 
@@ -65,11 +73,16 @@ NO_FAULTS = Faults()
 """A well-behaved application: the default everywhere a `Faults` is optional."""
 
 
+_SWITCHES = frozenset(
+    {"random_ids", "notice_on_form", "confirm_on_submit", "renamed_labels", "broken_export"}
+)
+
+
 def _coerce(name: str, value: Any) -> Any:
     """Check one field value read from JSON and convert it to the field's type."""
-    if name == "random_ids":
+    if name in _SWITCHES:
         if not isinstance(value, bool):
-            raise ValueError("random_ids must be true or false")
+            raise ValueError(f"{name} must be true or false")
         return value
     if name == "seed":
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):

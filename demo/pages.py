@@ -7,6 +7,7 @@ so change them only together with the tests.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -30,6 +31,13 @@ MSG_SERVER_ERROR = "Er is een interne fout opgetreden"
 MSG_BUSY = "Het systeem is bezet, probeer het later opnieuw"
 MSG_RECEIVED = "Uw aanvraag is ontvangen"
 MSG_NOTHING_FOUND = "Geen vergunningen gevonden"
+MSG_NOTICE = (
+    "Let op: vanavond van 18:00 tot 20:00 is Parkeervergunningen niet beschikbaar. "
+    "Vragen: servicedesk@klerkdam.nl"
+)
+MSG_CONFIRM = "Weet u zeker dat u deze aanvraag wilt indienen?"
+MSG_EXPORT_QUEUED = "De export wordt voorbereid. U ontvangt hem later per e-mail."
+LABEL_BSN_RENAMED = "Burgerservicenummer"
 
 TITLE_FORM = "Nieuwe aanvraag parkeervergunning"
 TITLE_OVERVIEW = "Overzicht vergunningen"
@@ -205,6 +213,11 @@ class FormView:
     values: Mapping[str, str]
     """Field → the value entered, when the form is shown again after an error."""
     error: str | None = None
+    bsn_label: str = "BSN"
+    notice: str = ""
+    """Text of an alert() shown when the form loads (a fault); empty for none."""
+    confirm: str = ""
+    """Text of a confirm() asked before the form is sent (a fault); empty for none."""
 
 
 def _error_box(message: str | None) -> str:
@@ -262,7 +275,7 @@ def permit_form(view: FormView, *, user: str) -> str:
         v.get("aanvraagnummer", ""),
         hint="nummer van het intakeformulier",
     )
-    bsn = _text_row("BSN", n["bsn"], v.get("bsn", ""), size=12)
+    bsn = _text_row(view.bsn_label, n["bsn"], v.get("bsn", ""), size=12)
     kenteken = _text_row(
         "Kenteken", n["kenteken"], v.get("kenteken", ""), size=10, hint="bijv. GZ-123-K"
     )
@@ -274,11 +287,13 @@ def permit_form(view: FormView, *, user: str) -> str:
         size=10,
         placeholder="dd-mm-jjjj",
     )
-    body = f"""<h1>{TITLE_FORM}</h1>
+    notice = f"<script>alert({json.dumps(view.notice)});</script>\n" if view.notice else ""
+    ask = f' onsubmit="{_e(f"return confirm({json.dumps(view.confirm)})")}"' if view.confirm else ""
+    body = f"""{notice}<h1>{TITLE_FORM}</h1>
 <p>Vul de gegevens uit het intakeformulier in. Velden met een
 <span class="verplicht">*</span> zijn verplicht.</p>
 {_error_box(view.error)}<form method="post" action="/vergunningen/nieuw" name="aanvraag"
- autocomplete="off">
+ autocomplete="off"{ask}>
 <input type="hidden" name="csrf_token" value="{_e(view.csrf_token)}">
 <table class="formulier" cellspacing="0" cellpadding="4" border="0">
 <tr><th colspan="2" align="left">Aanvraag</th></tr>

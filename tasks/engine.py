@@ -624,6 +624,10 @@ class Run:
                         return session
                 await self._steps(session, context, item_op, item)
                 await session.end_item()
+            except RunAborted:
+                # the circuit breaker tripped in another worker: this item waits for the resume
+                self.store.transition(item, ItemState.PENDING, message="")
+                raise
             except BusinessError as exc:
                 evidence = await self._evidence(session, item)
                 self._finish_item(
@@ -653,7 +657,7 @@ class Run:
                     "item {} attempt {}/{}: {}", item.key, attempt, retry.attempts, last_error
                 )
                 if is_last:
-                    evidence = await self._evidence(session, item)
+                    evidence = await self._evidence(session, item, bot)
                     if session is not None:
                         await session.close()
                     self._finish_item(
@@ -666,7 +670,8 @@ class Run:
                         started=item_started,
                     )
                     return None
-                if session is not None:
+                keep = isinstance(exc, AppUnavailableError) and exc.session_ok
+                if session is not None and not keep:
                     await session.close()
                     session = None
                 await self._sleep(retry.delay(attempt))
@@ -761,12 +766,16 @@ class Run:
                     subject=item.subject,
                 )
 
-    async def _evidence(self, session: BotSession | None, item: WorkItemRecord) -> tuple[str, ...]:
-        """The files kept of a failed item: its screenshot first, then its trace (if tracing)."""
-        if session is None:
+    async def _evidence(
+        self, session: BotSession | None, item: WorkItemRecord, bot: Bot | None = None
+    ) -> tuple[str, ...]:
+        """The files kept of a failed item: its screenshot first, then its trace (if tracing).
+        Without a session (the app could not be opened) the bot shows where opening stopped."""
+        keeper = session or bot
+        if keeper is None:
             return ()
         try:
-            kept = await session.evidence(f"{item.seq:05d}-{_safe(redact(item.key))}")
+            kept = await keeper.evidence(f"{item.seq:05d}-{_safe(redact(item.key))}")
         except Exception as exc:
             logger.warning("no evidence for item {}: {}", item.key, exc)
             return ()
@@ -784,6 +793,9 @@ class Run:
         started: float | None = None,
     ) -> None:
         message = redact(message)
+        cause = message
+        if state is ItemState.SYSTEM_ERROR and evidence:
+            message = f"{message}; screenshot: {evidence[0]}"
         trail = self._trail()
         trail.record(
             "item_ended",
@@ -808,7 +820,8 @@ class Run:
             if self._consecutive_system_errors >= self.task.retry.max_consecutive_system_errors:
                 self._abort_reason = (
                     f"{self._consecutive_system_errors} items in a row failed with a system "
-                    f"error; the run stops so that a failing {self.app.name} is not hammered"
+                    f"error (the last: {cause}); the run stops so that a failing "
+                    f"{self.app.name} is not hammered"
                 )
         elif state is not ItemState.SKIPPED:
             self._consecutive_system_errors = 0

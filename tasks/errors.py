@@ -30,9 +30,14 @@ class BusinessError(KlerkError):
 
 
 class AppUnavailableError(KlerkError):
-    """The application is down, busy, failing or the session expired; retried with a fresh login."""
+    """The application is down, busy, failing or the session expired; retried, with a fresh
+    login unless `session_ok` (a busy page or an HTTP 500 leaves the session as it was)."""
 
     exit_code = 3
+
+    def __init__(self, message: str, *, session_ok: bool = False) -> None:
+        super().__init__(message)
+        self.session_ok = session_ok
 
 
 class BotError(KlerkError):

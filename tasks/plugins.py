@@ -104,6 +104,11 @@ class Bot(Protocol):
         """A fresh browser context, logged in. Raises AppUnavailableError when the app is down."""
         ...
 
+    async def evidence(self, name: str) -> list[Path]:
+        """The last `open` of this worker failed: keep a masked screenshot of where it stopped
+        (as `BotSession.evidence` does); returns the files kept, or none."""
+        ...
+
     async def close(self) -> None:
         """Close the browser."""
         ...

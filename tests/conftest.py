@@ -53,6 +53,10 @@ class DemoApp:
             "busy_rate": 0.0,
             "session_lifetime": 900.0,
             "random_ids": False,
+            "notice_on_form": False,
+            "confirm_on_submit": False,
+            "renamed_labels": False,
+            "broken_export": False,
             "seed": 7,
         }
         self._call("POST", "/api/faults", {**base, **faults})
