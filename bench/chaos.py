@@ -33,6 +33,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--session-lifetime", type=float, default=60.0)
+    parser.add_argument(
+        "--shipped-retry",
+        action="store_true",
+        help="wait between attempts as the shipped definition does (up to 5 s) instead of 0.5 s",
+    )
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="klerk-chaos-") as folder, DemoServer(port=0) as app:
         home = Path(folder) / "home"
@@ -47,6 +52,7 @@ def main() -> int:
             seed=options.seed,
             concurrency=options.concurrency,
             session_lifetime=options.session_lifetime,
+            quick_retry=not options.shipped_retry,
         )
     print(result.summary())
     print(
