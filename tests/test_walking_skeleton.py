@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -110,9 +111,14 @@ def test_export_reads_every_page(klerk: Klerk, demo_app: DemoApp) -> None:
     assert set(exported[0]) >= {"Zaaknummer", "Aanvraagnummer", "Kenteken", "Zone", "Status"}
 
 
-@BOTH_STORES
-def test_interrupted_run_resumes_without_doubles(klerk: Klerk, demo_app: DemoApp) -> None:
-    import signal
+@pytest.mark.parametrize(
+    ("klerk", "stop"),
+    [("sqlite", signal.SIGTERM), ("postgres", signal.SIGINT)],  # SIGINT: Ctrl-C
+    indirect=["klerk"],
+)
+def test_interrupted_run_resumes_without_doubles(
+    klerk: Klerk, demo_app: DemoApp, stop: signal.Signals
+) -> None:
     import time
 
     rows = aanvragen(30, seed=31, bad_rows=False, prefix="RS-")
@@ -122,7 +128,7 @@ def test_interrupted_run_resumes_without_doubles(klerk: Klerk, demo_app: DemoApp
     deadline = time.monotonic() + 120
     while len(demo_app.permits()) < SEED_PERMITS + 3 and time.monotonic() < deadline:
         time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 3, err
     assert "klerk resume" in out + err
