@@ -97,7 +97,7 @@ def _operator_log(run_dir: Path, *, verbose: bool = False) -> Iterator[None]:
             diagnose=False,
             backtrace=False,
             catch=False,
-            rotation="20 MB",
+            rotation=int(settings().log_rotation),  # bytes; KLERK_LOG_ROTATION ("20 MB")
             retention=5,
             enqueue=False,
         ),
@@ -547,8 +547,12 @@ def audit_export(
     summary = ExportSummary()
     records = records_between(settings().runs(), start, end, summary)
     if output is None:
-        write_export(records, sys.stdout.buffer, form, summary)
-        sys.stdout.flush()
+        try:
+            write_export(records, sys.stdout.buffer, form, summary)
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader stopped early (`| head`): not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return
     else:
         from connectors.files import atomic_write
 

@@ -65,6 +65,10 @@ from tasks.trail import STATUS_ERROR, STATUS_OK, Trail, new_operation_id, new_tr
 ProgressCallback = Callable[[WorkItemRecord], None]
 
 STATUS_COLUMN, MESSAGE_COLUMN = "status", "melding"
+ITEMS_PER_SESSION = 100
+"""A bot session is closed and opened anew (a fresh browser context, logged in) after this many
+items: Playwright keeps every request and response of a context, in the driver and in Python,
+until the context closes (microsoft/playwright#6319), so a long run would grow without end."""
 
 
 @dataclass(frozen=True)
@@ -561,6 +565,7 @@ class Run:
         queue: asyncio.Queue[WorkItemRecord],
         session: BotSession | None,
     ) -> None:
+        handled = 0
         try:
             while not self.stop_requested.is_set() and not self._abort_reason:
                 try:
@@ -568,6 +573,10 @@ class Run:
                 except asyncio.QueueEmpty:
                     return
                 session = await self._process(bot, credentials, item, session)
+                handled += 1
+                if session is not None and handled % ITEMS_PER_SESSION == 0:
+                    await session.close()
+                    session = None
         finally:
             if session is not None:
                 await session.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import ByteSize, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     subject_key: SecretStr | None = Field(None, description="HMAC key for persons in the trail.")
     app_url: str | None = Field(None, description="Override the app definition's base URL.")
     signing_key: Path | None = Field(None, description="Ed25519 key that signs checkpoints.")
+    log_rotation: ByteSize = Field(
+        ByteSize(20_000_000), gt=0, description="A run's klerk.log starts anew at this size."
+    )
     # --- the scheduler (klerk serve) and its notifications
     schedules_dir: Path | None = Field(None, description="Schedule files; default in the package.")
     scheduler_poll_seconds: float = Field(
