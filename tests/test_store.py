@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import MetaData
 
 from tasks.states import IllegalTransition, ItemState
 from tasks.store import (
@@ -65,10 +66,24 @@ def _run(store: Store, run_id: str = "r1") -> WorkItemRecord:
     return item
 
 
+def _all_models(store: Store) -> MetaData:
+    """Every table klerk's migrations make: the core's, the scheduler's and APScheduler's jobs."""
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
+    from schedules.state import JOBS_TABLE
+    from schedules.state import Base as ScheduleBase
+
+    jobs = SQLAlchemyJobStore(engine=store.engine, tablename=JOBS_TABLE).jobs_t
+    models = MetaData()
+    for table in [*Base.metadata.tables.values(), *ScheduleBase.metadata.tables.values(), jobs]:
+        table.to_metadata(models)
+    return models
+
+
 def test_migrations_match_the_models(tmp_path: Path) -> None:
     store = _store(tmp_path)
     with store.engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        differences = compare_metadata(MigrationContext.configure(connection), _all_models(store))
     assert differences == []
 
 
@@ -122,6 +137,7 @@ def test_postgres_store_works_the_same(postgres_url: str) -> None:
         store.transition(item, ItemState.BUSINESS_ERROR, message="geweigerd")
         assert store.counts("r1") == {"business_error": 1}
         with store.engine.connect() as connection:
-            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+            models = _all_models(store)
+            assert compare_metadata(MigrationContext.configure(connection), models) == []
     finally:
         store.close()
