@@ -1,5 +1,7 @@
 """Checking a run's audit trail: every record readable and canonical, numbered without gaps,
-chained by hash to the one before, and the run closed by a run_ended record.
+chained by hash to the one before, and the run closed by a run_ended record. Blocks of sound
+records are checked at once, and a large trail on all CPUs; where something is wrong, line by
+line.
 
 The verdict says what an auditor needs to know first; the findings say where (file, line,
 record seq) and what is wrong.
@@ -91,7 +93,7 @@ the CPU's caches, which makes it a sixth faster than a block of 1 MiB)."""
 
 PARALLEL_FROM_BYTES = 32 << 20
 """Smaller trails are checked by this process alone: starting workers would cost more than they
-save (32 MiB is some 30,000 records)."""
+save (32 MiB is some 30,000 records); eight times as much where workers must be spawned."""
 
 
 def verify_trail(path: Path, public_key: Ed25519PublicKey, *, workers: int | None = None) -> Report:
@@ -118,7 +120,7 @@ def verify_trail(path: Path, public_key: Ed25519PublicKey, *, workers: int | Non
         report.findings.insert(0, report.findings.pop())  # in file order: it was seen first
     if not walk.lines:
         report.add(Verdict.INCOMPLETE, 1, None, "the trail is empty")
-    elif (walk.before_last, walk.last_name) != ("run_ended", "checkpoint"):
+    elif (walk.last_event, walk.last_name) != ("run_ended", "checkpoint"):
         report.add(
             Verdict.INCOMPLETE,
             walk.lines,
@@ -131,12 +133,12 @@ def verify_trail(path: Path, public_key: Ed25519PublicKey, *, workers: int | Non
 
 def workers_for(path: Path) -> int:
     """How many processes verify_trail uses for a trail unless told: one per CPU for a large
-    one (PARALLEL_FROM_BYTES), else one."""
+    one (see PARALLEL_FROM_BYTES), else one."""
     try:
-        big = path.stat().st_size >= PARALLEL_FROM_BYTES
+        size = path.stat().st_size
     except OSError:
         return 1
-    if not big:
+    if size < PARALLEL_FROM_BYTES * (1 if _can_fork() else 8):
         return 1
     try:
         return len(os.sched_getaffinity(0))
@@ -152,7 +154,9 @@ class _Walk:
     records: int = 0
     expected_seq: int = 1
     expected_hash: str = GENESIS_HASH
-    before_last: str = ""
+    last_event: str | None = None
+    """The name of the last record that is not a checkpoint (a periodic checkpoint may fall
+    right after run_ended, before the final one)."""
     last_name: str = ""
     sealed_seq: int = 0
 
@@ -175,20 +179,21 @@ def _blocks(trail: BinaryIO, start: int, end: int | None) -> Iterator[bytes]:
     """Whole lines from byte `start` up to `end` (default: the end of the file), about
     BLOCK_BYTES at a time; a last line without its newline comes alone, at the end."""
     trail.seek(start)
-    position, rest = start, b""
+    position, pending = start, list[bytes]()  # the start of a line that goes on
     while True:
         size = BLOCK_BYTES if end is None else min(BLOCK_BYTES, end - position)
         data = trail.read(size) if size > 0 else b""
         if not data:
             break
         position += len(data)
-        data = rest + data if rest else data
         cut = data.rfind(b"\n") + 1
-        rest = data[cut:]
         if cut:
-            yield data[:cut]
-    if rest:
-        yield rest
+            yield b"".join([*pending, data[:cut]]) if pending else data[:cut]
+            pending = []
+        if cut < len(data):
+            pending.append(data[cut:])
+    if pending:
+        yield b"".join(pending)
 
 
 # --- the common case: a block of sound records, checked at once --------------------------------
@@ -208,7 +213,7 @@ def _sound_block(block: bytes, walk: _Walk, public_key: Ed25519PublicKey) -> boo
     klerk writes it, each continuing the chain: nothing to report. Else False, the walk
     untouched, for `_check_line` to say what is wrong.
 
-    The block is parsed as one JSON array (much faster than line by line), and each line is
+    The block is parsed as one JSON array (faster than line by line), and each line is
     proven canonical by comparing it with the canonical form of the record it parsed to: equal
     text means that the line holds that record, written as klerk writes it (sorted keys, no
     spaces, no duplicate keys, no NaN, no needless escapes, valid UTF-8 without a BOM).
@@ -222,7 +227,7 @@ def _sound_block(block: bytes, walk: _Walk, public_key: Ed25519PublicKey) -> boo
     if not isinstance(records, list) or len(records) != len(lines):
         return False
     seq_expected, hash_expected = walk.expected_seq, walk.expected_hash
-    before_last, last_name, sealed_seq = walk.before_last, walk.last_name, walk.sealed_seq
+    last_event, last_name, sealed_seq = walk.last_event, walk.last_name, walk.sealed_seq
     sha256, encode, join = hashlib.sha256, _ENCODER, "".join
     for record, line, raw in zip(records, lines, block.split(b"\n"), strict=False):
         if type(record) is not dict:
@@ -241,12 +246,14 @@ def _sound_block(block: bytes, walk: _Walk, public_key: Ed25519PublicKey) -> boo
             if _checkpoint_problem(record, seq, hash_expected, public_key):
                 return False
             sealed_seq = seq
-        before_last, last_name = last_name, name
+        else:
+            last_event = name
+        last_name = name
         seq_expected, hash_expected = seq + 1, sha256(raw).hexdigest()
     walk.lines += len(lines)
     walk.records += len(lines)
     walk.expected_seq, walk.expected_hash = seq_expected, hash_expected
-    walk.before_last, walk.last_name, walk.sealed_seq = before_last, last_name, sealed_seq
+    walk.last_event, walk.last_name, walk.sealed_seq = last_event, last_name, sealed_seq
     return True
 
 
@@ -288,7 +295,9 @@ def _check_line(raw: bytes, walk: _Walk, report: Report, public_key: Ed25519Publ
             report.add(Verdict.TAMPERED, number, seq, problem)
         else:
             walk.sealed_seq = seq
-    walk.before_last, walk.last_name = walk.last_name, line.name
+    if line.name != "checkpoint":
+        walk.last_event = line.name
+    walk.last_name = line.name
     walk.expected_seq, walk.expected_hash = seq + 1, record_hash(raw)
 
 
@@ -424,12 +433,15 @@ def _check_stretches(
     return found[-1].end
 
 
-def _start_method() -> multiprocessing.context.BaseContext:
+def _can_fork() -> bool:
     # fork starts a worker at once, but is not safe in a process running other threads (a
     # lock one of them holds stays locked in the child); spawn is, but starts a new interpreter
-    alone = threading.active_count() == 1
-    fork = alone and "fork" in multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if fork else "spawn")
+    # that imports the program again (a second or so)
+    return threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _start_method() -> multiprocessing.context.BaseContext:
+    return multiprocessing.get_context("fork" if _can_fork() else "spawn")
 
 
 def _check_stretch(path: Path, start: int, end: int, key: bytes) -> _Stretch:
@@ -460,7 +472,7 @@ def _join(walk: _Walk, stretch: _Stretch) -> bool:
     walk.lines += part.lines
     walk.records += part.records
     walk.expected_seq, walk.expected_hash = part.expected_seq, part.expected_hash
-    walk.before_last = walk.last_name if part.lines == 1 else part.before_last
+    walk.last_event = walk.last_event if part.last_event is None else part.last_event
     walk.last_name = part.last_name
     walk.sealed_seq = part.sealed_seq or walk.sealed_seq
     return True

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+import threading
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from tasks import verify
 from tasks.signing import Signer, create_keys, load_public_key, load_signer
 from tasks.trail import Trail
 from tasks.verify import Report, Verdict, verify_trail
@@ -172,3 +175,168 @@ def test_hashes_are_never_masked_but_free_text_is(tmp_path: Path) -> None:
     record = json.loads((tmp_path / "audit.jsonl").read_text())
     assert record["attributes"]["hash"] == "ab999990019cd"
     assert "999990019" not in record["attributes"]["note"]
+
+
+@pytest.mark.parametrize(
+    ("quirk", "line", "problem"),
+    [
+        ("duplicate key", 3, "key 'name' twice"),
+        ("NaN", 3, "NaN is not a JSON number"),
+        ("Infinity", 3, "-Infinity is not a JSON number"),
+        ("number out of range", 3, "a number too large for JSON"),
+        ("lone surrogate", 3, "lone surrogate \\ud800"),
+        ("BOM", 1, "a byte order mark (BOM) before the record"),
+        ("not UTF-8", 3, "not UTF-8 (byte 0xff at column"),
+        ("escaped", 3, "record was rewritten (not as klerk wrote it)"),
+    ],
+)
+def test_json_quirks_are_found_by_line_and_seq(
+    tmp_path: Path, quirk: str, line: int, problem: str
+) -> None:
+    path = _trail(tmp_path / "audit.jsonl")
+    lines = path.read_bytes().splitlines(keepends=True)
+    raw = lines[line - 1]
+    if quirk == "duplicate key":
+        raw = raw.replace(b'{"attributes":', b'{"name":"x","attributes":', 1)
+    elif quirk == "NaN":
+        raw = re.sub(rb'"klerk.monotonic":[0-9.]+', b'"klerk.monotonic":NaN', raw)
+    elif quirk == "Infinity":
+        raw = re.sub(rb'"klerk.monotonic":[0-9.]+', b'"klerk.monotonic":-Infinity', raw)
+    elif quirk == "number out of range":
+        raw = re.sub(rb'"klerk.monotonic":[0-9.]+', b'"klerk.monotonic":1e999', raw)
+    elif quirk == "lone surrogate":
+        raw = raw.replace(b'"bio.result":"', b'"bio.result":"\\ud800', 1)
+    elif quirk == "BOM":
+        raw = b"\xef\xbb\xbf" + raw
+    elif quirk == "not UTF-8":
+        raw = raw.replace(b'"bio.result":"', b'"bio.result":"\xff', 1)
+    else:  # the same record, with a character escaped that klerk writes as it is
+        raw = raw.replace(b'"trace_id":"0', b'"trace_id":"\\u0030', 1)
+    assert raw != lines[line - 1]
+    lines[line - 1] = raw
+    path.write_bytes(b"".join(lines))
+
+    for workers in (1, 2):
+        report = verify_trail(path, _public(path), workers=workers)
+
+        assert report.verdict is Verdict.TAMPERED
+        first = report.findings[0]
+        assert (first.line, first.seq) == (line, line), first
+        assert first.problem.startswith("record was rewritten (not as klerk wrote it)"), first
+        assert problem in first.problem
+        assert report.findings[1].line == line + 1  # the chain breaks at the next record
+
+
+def test_a_record_klerk_wrote_is_never_taken_for_a_rewritten_one(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    signer = load_signer(_key_files(tmp_path)[0])
+    trail = _open(path, signer)
+    trail.record("run_started")
+    awkward = {
+        "text": 'quote " backslash \\ slash / tab \t newline \n \x00 \x1f \x7f é € 𝄞 \u2028 \ufeff',
+        "numbers": [0.1, 1e-05, 1e16, -0.0, 12345678901234567890, 2.5e-300, -7],
+        "nested": {"b": [True, False, None, {}], "a": []},
+    }
+    trail.record("action", facts={"klerk.awkward": awkward})
+    trail.record("run_ended")
+    trail.checkpoint()
+    trail.close()
+
+    for workers in (1, 2):
+        report = verify_trail(path, _public(path), workers=workers)
+        assert (report.verdict, report.findings) == (Verdict.INTACT, []), report.findings
+
+
+@pytest.mark.parametrize("change", ["none", "remove", "flip", "swap", "cut", "resign"])
+def test_checking_in_stretches_finds_what_checking_in_one_go_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    monkeypatch.setattr(verify, "BLOCK_BYTES", 4096)  # many blocks in a small trail
+    path = _trail(tmp_path / "audit.jsonl", items=40, checkpoint_every=9)
+    lines = path.read_bytes().splitlines(keepends=True)
+    middle = len(lines) // 2
+    if change == "remove":
+        del lines[middle]
+    elif change == "flip":
+        lines[middle + 1] = lines[middle + 1].replace(b'"status_code":1', b'"status_code":2')
+    elif change == "swap":
+        lines[3], lines[-5] = lines[-5], lines[3]
+    elif change == "cut":
+        lines = [*lines[: middle + 3], lines[middle + 3][:50]]
+    elif change == "resign":  # sealed by someone else's key from the middle on
+        other = tmp_path / "other"
+        trail = _open(path, load_signer(_key_files(other)[0]))
+        trail.record("run_ended")
+        trail.checkpoint()
+        trail.close()
+        lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines))
+
+    one_go = verify_trail(path, _public(path), workers=1)
+    for workers in (2, 3, 5):
+        stretches = verify_trail(path, _public(path), workers=workers)
+        assert (stretches.verdict, stretches.records) == (one_go.verdict, one_go.records)
+        assert stretches.findings == one_go.findings
+    assert (one_go.verdict is Verdict.INTACT) == (change == "none")
+
+
+def test_a_big_trail_is_checked_by_several_processes_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _trail(tmp_path / "audit.jsonl", items=30)
+    monkeypatch.setattr(verify, "PARALLEL_FROM_BYTES", 1)
+    assert verify_trail(path, _public(path)).verdict is Verdict.INTACT
+    lines = path.read_bytes().splitlines(keepends=True)
+    del lines[40]
+    path.write_bytes(b"".join(lines))
+    report = verify_trail(path, _public(path))
+    assert [(f.line, f.seq) for f in report.findings][:2] == [(41, 42), (41, 42)]
+
+
+def test_records_longer_than_a_block_are_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _trail(tmp_path / "audit.jsonl", items=4, checkpoint_every=5)
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[6] = lines[6].replace(b'"status_code":1', b'"status_code":2')
+    path.write_bytes(b"".join(lines))
+    whole = verify_trail(path, _public(path))
+
+    monkeypatch.setattr(verify, "BLOCK_BYTES", 100)  # every record spans several blocks
+    for workers in (1, 2):
+        pieces = verify_trail(path, _public(path), workers=workers)
+        assert (pieces.verdict, pieces.records, pieces.findings) == (
+            whole.verdict,
+            whole.records,
+            whole.findings,
+        )
+    assert [(f.line, f.seq) for f in whole.findings] == [(8, 8)]
+
+
+def test_a_periodic_checkpoint_right_after_run_ended_is_no_gap(tmp_path: Path) -> None:
+    # 4 items with a checkpoint every 5 records: one falls on run_ended, the final one follows
+    path = _trail(tmp_path / "audit.jsonl", items=4, checkpoint_every=5)
+    names = [json.loads(line)["name"] for line in _lines(path)]
+    assert names[-3:] == ["run_ended", "checkpoint", "checkpoint"]
+
+    report = _verify(path)
+
+    assert (report.verdict, report.findings) == (Verdict.INTACT, [])
+
+
+def test_stretches_are_checked_in_new_processes_when_threads_run(tmp_path: Path) -> None:
+    path = _trail(tmp_path / "audit.jsonl", items=20)
+    lines = _lines(path)
+    del lines[30]
+    path.write_text("".join(lines), encoding="utf-8")
+    one_go = verify_trail(path, _public(path), workers=1)
+    stop = threading.Event()
+    waiting = threading.Thread(target=stop.wait)  # forking now would be unsafe: spawn
+    waiting.start()
+    try:
+        stretches = verify_trail(path, _public(path), workers=2)
+    finally:
+        stop.set()
+        waiting.join()
+    assert (stretches.verdict, stretches.findings) == (one_go.verdict, one_go.findings)
+    assert [(f.line, f.seq) for f in one_go.findings][:1] == [(31, 32)]
