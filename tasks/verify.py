@@ -114,6 +114,13 @@ def verify_trail(path: Path, public_key: Ed25519PublicKey, *, workers: int | Non
         report = Report(path)
         report.add(Verdict.UNREADABLE, 0, None, f"cannot read: {exc.strerror or exc}")
         return report
+    _settle(walk)
+    for number, seq, how in walk.rewritten:
+        detail = f": {how}" if how else ""
+        report.add(
+            Verdict.TAMPERED, number, seq, f"record was rewritten (not as klerk wrote it){detail}"
+        )
+    report.findings.sort(key=lambda finding: finding.line)
     report.records = walk.records
     if tail:
         report.add(Verdict.INCOMPLETE, walk.lines + 1, None, "the last record is cut off")
@@ -159,6 +166,10 @@ class _Walk:
     right after run_ended, before the final one)."""
     last_name: str = ""
     sealed_seq: int = 0
+    unsealed: list[tuple[int, bytes]] = field(default_factory=list)
+    """Lines (number, bytes) after the last valid checkpoint, not yet proven canonical."""
+    rewritten: list[tuple[int, int, str]] = field(default_factory=list)
+    """Lines found not as klerk writes them once their turn came: (line, seq, how)."""
 
 
 def _walk(
@@ -209,14 +220,15 @@ _ENCODER: Callable[[Any, int], Iterable[str]] | None = (
 
 
 def _sound_block(block: bytes, walk: _Walk, public_key: Ed25519PublicKey) -> bool:
-    """True, and the walk moved past the block, when every line of it is a record exactly as
-    klerk writes it, each continuing the chain: nothing to report. Else False, the walk
-    untouched, for `_check_line` to say what is wrong.
+    """True, and the walk moved past the block, when every line of it is a record that
+    continues the chain: nothing to report yet. Else False, the walk untouched, for
+    `_check_line` to say what is wrong.
 
-    The block is parsed as one JSON array (faster than line by line), and each line is
-    proven canonical by comparing it with the canonical form of the record it parsed to: equal
-    text means that the line holds that record, written as klerk writes it (sorted keys, no
-    spaces, no duplicate keys, no NaN, no needless escapes, valid UTF-8 without a BOM).
+    The block is parsed as one JSON array (faster than line by line). Whether each line is
+    written exactly as klerk writes it (sorted keys, no spaces, no duplicate keys, no NaN, no
+    needless escapes) is proven only for the lines that no valid checkpoint seals (`_settle`):
+    the chain binds every byte before a checkpoint to its signature, so a sealed line is the
+    one klerk wrote.
     """
     try:
         lines = block.decode("utf-8").split("\n")
@@ -228,14 +240,13 @@ def _sound_block(block: bytes, walk: _Walk, public_key: Ed25519PublicKey) -> boo
         return False
     seq_expected, hash_expected = walk.expected_seq, walk.expected_hash
     last_event, last_name, sealed_seq = walk.last_event, walk.last_name, walk.sealed_seq
-    sha256, encode, join = hashlib.sha256, _ENCODER, "".join
-    for record, line, raw in zip(records, lines, block.split(b"\n"), strict=False):
+    sha256 = hashlib.sha256
+    unsealed: list[tuple[int, bytes]] = []  # lines of this block after its last valid checkpoint
+    sealed = False
+    for number, (record, raw) in enumerate(
+        zip(records, block.split(b"\n"), strict=False), start=walk.lines + 1
+    ):
         if type(record) is not dict:
-            return False
-        try:
-            if (join(encode(record, 0)) if encode else canonical(record)) != line:
-                return False
-        except (ValueError, RecursionError):  # NaN or Infinity
             return False
         seq, name = record.get("klerk.seq"), record.get("name")
         if type(seq) is not int or seq != seq_expected or type(name) is not str:
@@ -245,16 +256,46 @@ def _sound_block(block: bytes, walk: _Walk, public_key: Ed25519PublicKey) -> boo
         if name == "checkpoint":
             if _checkpoint_problem(record, seq, hash_expected, public_key):
                 return False
-            sealed_seq = seq
+            sealed_seq, sealed, unsealed = seq, True, []
         else:
             last_event = name
+        unsealed.append((number, raw))
         last_name = name
         seq_expected, hash_expected = seq + 1, sha256(raw).hexdigest()
     walk.lines += len(lines)
     walk.records += len(lines)
     walk.expected_seq, walk.expected_hash = seq_expected, hash_expected
     walk.last_event, walk.last_name, walk.sealed_seq = last_event, last_name, sealed_seq
+    if sealed:
+        walk.unsealed = unsealed
+    else:
+        walk.unsealed += unsealed
+    if len(walk.unsealed) > UNSEALED_LIMIT:  # a trail without checkpoints: do not hoard it
+        _settle(walk)
     return True
+
+
+UNSEALED_LIMIT = 20_000
+"""At most this many lines wait for a checkpoint before they are checked one by one."""
+
+
+def _settle(walk: _Walk) -> None:
+    """Prove the lines no valid checkpoint sealed canonical, one by one: every byte before a
+    valid checkpoint is bound to its signature by the hash chain, so only these could have
+    been written by somebody other than klerk without breaking the chain."""
+    encode, join = _ENCODER, "".join
+    for number, raw in walk.unsealed:
+        record = json.loads(raw)
+        try:
+            line = join(encode(record, 0)) if encode else canonical(record)
+            if line.encode("utf-8") == raw:
+                continue
+        except (ValueError, RecursionError, UnicodeEncodeError):
+            pass
+        read = _read(raw)
+        how = read.rewritten if read is not None and read.rewritten is not None else ""
+        walk.rewritten.append((number, int(record.get("klerk.seq", 0)), how))
+    walk.unsealed = []
 
 
 # --- line by line, saying what is wrong ---------------------------------------------------------
@@ -294,7 +335,7 @@ def _check_line(raw: bytes, walk: _Walk, report: Report, public_key: Ed25519Publ
         if problem:
             report.add(Verdict.TAMPERED, number, seq, problem)
         else:
-            walk.sealed_seq = seq
+            walk.sealed_seq, walk.unsealed = seq, []
     if line.name != "checkpoint":
         walk.last_event = line.name
     walk.last_name = line.name
@@ -461,6 +502,7 @@ def _check_stretch(path: Path, start: int, end: int, key: bytes) -> _Stretch:
             if not _sound_block(block, walk, public_key):
                 return _Stretch(start, position, sound=False)
             position += len(block)
+    _settle(walk)
     return _Stretch(start, position, True, first.seq, first.prev_hash, walk)
 
 
@@ -469,6 +511,9 @@ def _join(walk: _Walk, stretch: _Stretch) -> bool:
     if (stretch.first_seq, stretch.first_prev_hash) != (walk.expected_seq, walk.expected_hash):
         return False
     part = stretch.walk
+    walk.rewritten += [(number + walk.lines, seq, how) for number, seq, how in part.rewritten]
+    if part.sealed_seq:  # a checkpoint of the part seals the walk's lines too
+        walk.unsealed = []
     walk.lines += part.lines
     walk.records += part.records
     walk.expected_seq, walk.expected_hash = part.expected_seq, part.expected_hash
