@@ -222,6 +222,7 @@ class Run:
         self._consecutive_system_errors = 0
         self._abort_reason = ""
         self._run_operation = ""
+        self._in_doubt: set[str] = set()
 
     # --- preparing ----------------------------------------------------------------------------
 
@@ -283,7 +284,9 @@ class Run:
             headers=headers,
         )
         self.store.acquire_lock(self.task.name, run_id, self.lock_stale_seconds)
-        done_before = self.store.done_before(self.task.name, [row.key for row in rows])
+        keys = [row.key for row in rows]
+        done_before = self.store.done_before(self.task.name, keys)
+        self._in_doubt = self.store.in_doubt(self.task.name, keys, run_id)
         items = []
         for seq, row in enumerate(rows, start=1):
             items.append(
@@ -348,6 +351,8 @@ class Run:
             )
         self.store.acquire_lock(self.task.name, record.id, self.lock_stale_seconds)
         self.store.reopen_run(record.id)
+        keys = [item.key for item in self.store.items(record.id)]
+        self._in_doubt = self.store.in_doubt(self.task.name, keys, record.id)
         self.record = record
         for item in self.store.items(record.id, [ItemState.SYSTEM_ERROR]):
             self.store.transition(item, ItemState.PENDING, message="")
@@ -593,8 +598,9 @@ class Run:
         retry = self.task.retry
         was_running = item.state == ItemState.RUNNING.value
         # tried before (killed while running, or a system error given another chance on
-        # resume): the app may hold it already, so look before entering it again
-        tried_before = was_running or item.attempts > 0
+        # resume; here or in another run of the same input): the app may hold it already,
+        # so look before entering it again
+        tried_before = was_running or item.attempts > 0 or item.key in self._in_doubt
         item_op = new_operation_id()
         values = from_json(item.values)
         context = ItemContext(key=item.key, values=values, outputs={}, run_id=item.run_id)

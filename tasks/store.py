@@ -286,6 +286,19 @@ class Store:
     def done_before(self, task: str, keys: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         """For keys already done in an earlier run of `task`: key -> (run id, outputs)."""
         found: dict[str, tuple[str, dict[str, Any]]] = {}
+        for key, run_id, outputs in self._earlier(task, keys, [ItemState.DONE]):
+            found.setdefault(key, (run_id, outputs))
+        return found
+
+    def in_doubt(self, task: str, keys: Sequence[str], run_id: str) -> set[str]:
+        """Keys that another run of `task` left running (killed) or failed on a system error:
+        the app may hold them already, so they are looked up there before being entered."""
+        states = [ItemState.RUNNING, ItemState.SYSTEM_ERROR]
+        return {key for key, other, _ in self._earlier(task, keys, states) if other != run_id}
+
+    def _earlier(
+        self, task: str, keys: Sequence[str], states: Sequence[ItemState]
+    ) -> Iterator[tuple[str, str, dict[str, Any]]]:
         with self.session() as session:
             for start in range(0, len(keys), 500):
                 chunk = list(keys[start : start + 500])
@@ -293,12 +306,10 @@ class Store:
                     select(WorkItemRecord.key, WorkItemRecord.run_id, WorkItemRecord.outputs).where(
                         WorkItemRecord.task == task,
                         WorkItemRecord.key.in_(chunk),
-                        WorkItemRecord.state == ItemState.DONE.value,
+                        WorkItemRecord.state.in_([state.value for state in states]),
                     )
                 ).all()
-                for key, run_id, outputs in rows:
-                    found.setdefault(key, (run_id, outputs))
-        return found
+                yield from ((key, run_id, outputs) for key, run_id, outputs in rows)
 
     def transition(
         self,

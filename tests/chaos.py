@@ -48,7 +48,7 @@ class ChaosResult:
         )
 
 
-def _item_ends(runs: Path) -> int:
+def item_ends(runs: Path) -> int:
     return sum(p.read_bytes().count(b'"name":"item_ended"') for p in runs.glob("*/audit.jsonl"))
 
 
@@ -94,10 +94,10 @@ def run_chaos(
         definition.write_text(text.replace(SHIPPED_RETRY, QUICK_RETRY), encoding="utf-8")
     args = ["run", str(definition), "--input", str(intake), "--concurrency", str(concurrency)]
     for _ in range(kills):
-        target = _item_ends(runs) + rng.randint(3, max(4, items // (kills + 1)))
+        target = item_ends(runs) + rng.randint(3, max(4, items // (kills + 1)))
         with (klerk.home / "killed.log").open("w+", encoding="utf-8") as output:
             process = klerk.start(*args, output=output)
-            while process.poll() is None and _item_ends(runs) < target:
+            while process.poll() is None and item_ends(runs) < target:
                 time.sleep(0.02)
             # a random moment after the last item ended: before, during or after the next submit
             time.sleep(rng.uniform(0.0, 0.6))
