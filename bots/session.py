@@ -35,6 +35,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from bots.apps import find_action
 from bots.browser import CHROMIUM_ARGS, choose_browser, not_found
+from bots.candidates import closest, did_you_mean
 from tasks.definition import (
     ActionStep,
     AppDefinition,
@@ -284,7 +285,7 @@ class GenericSession:
                 raise
             except PlaywrightTimeout as exc:
                 await self.check_page()
-                raise BotError(self._not_found(step, exc)) from None
+                raise BotError(await self._not_found(step, exc)) from None
             except PlaywrightError as exc:
                 message = str(exc).splitlines()[0]
                 if "net::ERR_CONNECTION_REFUSED" in message or "net::ERR_" in message:
@@ -314,7 +315,7 @@ class GenericSession:
             outcome.detail = f"{outcome.detail}; {shown}" if outcome.detail else shown
         return outcome
 
-    def _not_found(self, step: StepModel, exc: Exception) -> str:
+    async def _not_found(self, step: StepModel, exc: Exception) -> str:
         kind = kind_of(step)
         args = getattr(step, kind)
         if " action done" in str(exc):  # Playwright's call log: found and acted on, then waited
@@ -324,9 +325,10 @@ class GenericSession:
                 f"{self.app.name} is slow or stuck"
             )
         what = args.describe() if isinstance(args, Locator) else kind
+        alike = await closest(self.page, args) if isinstance(args, Locator) else []
         return (
             f"element not found: {what} on page {_path(self.page.url)} "
-            f"(step {kind}, waited {self._timeout(step.timeout_ms)} ms)"
+            f"(step {kind}, waited {self._timeout(step.timeout_ms)} ms){did_you_mean(alike)}"
         )
 
     def _timeout(self, override: int | None) -> int:

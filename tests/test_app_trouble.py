@@ -172,7 +172,8 @@ def test_a_renamed_label_says_what_where_and_shows_the_page(
         assert (row["status"], row["melding"]) == (
             "system_error",
             "element not found: label 'BSN' on page /vergunningen/nieuw "
-            f"(step fill, waited 500 ms); screenshot: {shot}",
+            "(step fill, waited 500 ms); did you mean label 'Burgerservicenummer'?; "
+            f"screenshot: {shot}",
         )
     assert _entered(demo_app.url) == Counter()
 

@@ -88,10 +88,69 @@ sink: {kind: csv, path: uit.csv}
     written = (klerk.home / "uit.csv").read_text(encoding="utf-8-sig")
     assert (
         "element not found: label 'Burgerservicenummer' on page /vergunningen/nieuw "
-        "(step fill, waited 500 ms)"
+        "(step fill, waited 500 ms); did you mean label 'BSN'?; screenshot: "
     ) in written
     assert _run_file(klerk)["counts"] == {"system_error": 1}
     assert list(klerk.home.glob("runs/*/evidence/*.png")), "a screenshot of the page is kept"
+
+
+def _message(klerk: Klerk) -> str:
+    """What the results file says (the task's only item, with its message)."""
+    return (klerk.home / "uit.csv").read_text(encoding="utf-8-sig")
+
+
+def test_a_renamed_button_is_suggested_by_its_role_and_name(
+    klerk: Klerk, demo_app: DemoApp
+) -> None:
+    task = _task(
+        klerk,
+        "knop",
+        """\
+steps:
+  - goto: /vergunningen/nieuw
+  - click: {role: button, name: Aanvraag}
+    timeout_ms: 500
+retry: {attempts: 1}
+sink: {kind: csv, path: uit.csv}
+""",
+    )
+    before = demo_app.permits()
+
+    result = klerk("run", str(task))
+
+    assert result.returncode == 1
+    assert (
+        "element not found: role button 'Aanvraag' on page /vergunningen/nieuw "
+        "(step click, waited 500 ms); did you mean role button 'Aanvragen'?; screenshot: "
+    ) in _message(klerk)
+    assert demo_app.permits() == before, "nothing was sent"
+
+
+def test_a_missing_element_with_nothing_alike_suggests_nothing(
+    klerk: Klerk, demo_app: DemoApp
+) -> None:
+    task = _task(
+        klerk,
+        "niets",
+        """\
+steps:
+  - goto: /vergunningen/nieuw
+  - fill: {label: Huisdier, value: kat}
+    timeout_ms: 500
+retry: {attempts: 1}
+sink: {kind: csv, path: uit.csv}
+""",
+    )
+
+    result = klerk("run", str(task))
+
+    assert result.returncode == 1
+    message = _message(klerk)
+    assert (
+        "element not found: label 'Huisdier' on page /vergunningen/nieuw "
+        "(step fill, waited 500 ms); screenshot: "
+    ) in message
+    assert "did you mean" not in message
 
 
 def test_expect_failure_is_a_system_error_with_its_message(klerk: Klerk, demo_app: DemoApp) -> None:
