@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import json
 import os
@@ -19,6 +20,7 @@ from typing import Annotated, Any
 import typer
 from loguru import logger
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -27,16 +29,17 @@ import connectors
 from bots.apps import app_names, definition_path
 from tasks import __version__
 from tasks.definition import AppDefinition, Task
-from tasks.engine import Run, RunOptions, RunSummary
-from tasks.errors import DefinitionError, KlerkError
+from tasks.engine import Run, RunOptions, RunSummary, StepDone
+from tasks.errors import BusinessError, DefinitionError, KlerkError
 from tasks.export import ExportFormat
-from tasks.loading import find_task, load_model, load_task
+from tasks.loading import find_task, load_model, load_task, use_sequences
 from tasks.plugins import TraceMode
 from tasks.privacy import redact
 from tasks.report import REPORT_NAME, write_report
 from tasks.settings import Settings, settings, signing_key_path, subject_key
 from tasks.states import ItemState, RunState
 from tasks.store import RunRecord, Store, WorkItemRecord
+from tasks.trial import Trial, TrialOutcome
 
 app = typer.Typer(
     help="klerk: robotic process automation for the back office of a Dutch municipality.",
@@ -77,7 +80,7 @@ def _load(task_arg: str) -> tuple[Task, Path, AppDefinition]:
     path = find_task(task_arg)
     task = load_task(path, apps=app_names())
     app_def = load_model(definition_path(task.app), AppDefinition)
-    return task, path, app_def
+    return use_sequences(task, path, app_def), path, app_def
 
 
 @contextmanager
@@ -314,6 +317,94 @@ def resume(
     the_run = _new_run(task_def, path, app_def, store, current.runs(), options, current)
     the_run.reopen(record)
     raise typer.Exit(_summary(_execute(the_run, record, store)))
+
+
+def _print_step(done: StepDone) -> None:
+    if done.error is None:
+        verdict = "[green]ok[/]"
+        detail = done.outcome.detail if done.outcome else ""
+    else:
+        refused = isinstance(done.error, BusinessError)
+        verdict = "[yellow]refused[/]" if refused else "[red]failed[/]"
+        detail = done.error.__class__.__name__
+    console.print(
+        f"{done.number:>3}  {escape(done.label)}  {verdict}  {done.seconds:.2f} s"
+        + (f"  [dim]{escape(redact(detail))}[/]" if detail else "")
+    )
+
+
+def _wait_for_enter(outcome: TrialOutcome) -> None:
+    what = "stopped before the step" if outcome.state is ItemState.DONE else "failed"
+    err.print(f"The item {what}; the browser stays open. Press Enter to close it.")
+    with contextlib.suppress(EOFError):
+        input()
+
+
+@app.command("try")
+def try_one(
+    task: Annotated[str, typer.Argument(help="Task name (tasks/definitions/) or YAML file.")],
+    input_file: Annotated[Path | None, typer.Option("--input", "-i", help="Input file.")] = None,
+    row: Annotated[
+        int | None, typer.Option(min=1, help="The item on this row of the input file.")
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="The item with this key.")] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="Stop before this step: its title, 1-based number or label."),
+    ] = None,
+    headed: Annotated[bool, typer.Option(help="Show the browser (kept open on failure).")] = False,
+    slow_mo: Annotated[int, typer.Option(help="Slow every browser action by MS.")] = 0,
+    app_url: Annotated[str | None, typer.Option(help="Base URL of the app (override).")] = None,
+) -> None:
+    """Try one item (the first, --row or --key) in the app, step by step; no run is stored."""
+    if row is not None and key is not None:
+        raise KlerkError("give --row or --key, not both")
+    current = _wire()
+    task_def, _path, app_def = _load(task)
+    logger.remove()  # a try keeps no operator log; the steps printed say what happened
+
+    def patch(record: Any) -> None:
+        record["message"] = redact(record["message"])
+
+    logger.configure(patcher=patch)
+    logger.add(sys.stderr, level="WARNING", format="{level}: {message}", diagnose=False)
+    options = RunOptions(
+        input=input_file,
+        headed=headed,
+        slow_mo_ms=slow_mo,
+        base_url=app_url or current.app_url,
+        started_by=os.environ.get("KLERK_STARTED_BY") or f"user:{getpass.getuser()}",
+    )
+    trial = Trial(task_def, app_def, current.runs(), options)
+    item, input_path = trial.item(row=row, key=key)
+    console.print(
+        f"try {task_def.name}: item {escape(redact(item.key))} (row {item.row}) "
+        f"in {app_def.name} at {options.base_url or app_def.base_url}"
+    )
+    outcome = asyncio.run(
+        trial.execute(
+            item,
+            input_path,
+            until=until,
+            on_step=_print_step,
+            keep_open=_wait_for_enter if headed else None,
+        )
+    )
+    if outcome.state is ItemState.DONE:
+        if outcome.stopped_before:
+            stopped = escape(outcome.stopped_before)
+            console.print(f"[green]went through;[/] stopped before {stopped}")
+        else:
+            console.print("[green]done[/]")
+        for name, value in outcome.outputs.items():
+            if not isinstance(value, list):
+                console.print(f"  {escape(name)}: {escape(redact(str(value)))}")
+    else:
+        kind = "business error" if outcome.state is ItemState.BUSINESS_ERROR else "system error"
+        err.print(f"[red]{kind}:[/] {escape(outcome.message)}")
+        for path in outcome.evidence:
+            err.print(f"evidence: {escape(path)}")
+    raise typer.Exit(outcome.exit_code)
 
 
 @runs_app.command("list")
@@ -582,8 +673,8 @@ def validate(
     for path in paths:
         try:
             task = load_task(path, apps=app_names())
-            load_model(definition_path(task.app), AppDefinition)
-            _check_actions(task)
+            app_def = load_model(definition_path(task.app), AppDefinition)
+            _check_actions(use_sequences(task, path, app_def))
         except DefinitionError as exc:
             failed += 1
             for problem in exc.problems:

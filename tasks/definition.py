@@ -254,6 +254,12 @@ class ActionStep(StepModel):
         return {"name": value} if isinstance(value, str) else value
 
 
+class UseStep(StepModel):
+    """Do a named step sequence of the app definition (`sequences:`), put in place at load time."""
+
+    use: str = Field(description="The name of a sequence in the app definition.")
+
+
 STEP_KINDS: dict[str, type[StepModel]] = {
     "goto": GotoStep,
     "fill": FillStep,
@@ -268,6 +274,7 @@ STEP_KINDS: dict[str, type[StepModel]] = {
     "extract_table": ExtractTableStep,
     "download": DownloadStep,
     "action": ActionStep,
+    "use": UseStep,
 }
 
 
@@ -295,7 +302,8 @@ Step = Annotated[
     | Annotated[ExtractStep, Tag("extract")]
     | Annotated[ExtractTableStep, Tag("extract_table")]
     | Annotated[DownloadStep, Tag("download")]
-    | Annotated[ActionStep, Tag("action")],
+    | Annotated[ActionStep, Tag("action")]
+    | Annotated[UseStep, Tag("use")],
     Discriminator(
         step_kind,
         custom_error_type="unknown_step",
@@ -468,3 +476,14 @@ class AppDefinition(Model):
     timeout_ms: int = Field(10_000, ge=100)
     navigation_timeout_ms: int = Field(30_000, ge=100)
     mask: list[str] = Field(default_factory=list, description="Labels of personal fields.")
+    sequences: dict[str, list[Step]] = Field(
+        default_factory=dict,
+        description="Named step sequences that task steps reuse with `use: NAME`.",
+    )
+
+    @model_validator(mode="after")
+    def _no_use_inside(self) -> AppDefinition:
+        for where, steps in [("login", self.login), *self.sequences.items()]:
+            if any(isinstance(step, UseStep) for step in steps):
+                raise ValueError(f"`use` is for task steps; {where!r} cannot use a sequence")
+        return self

@@ -48,6 +48,7 @@ from tasks.plugins import (
     BotSession,
     ItemContext,
     SourceRow,
+    StepOutcome,
     TraceMode,
     make_bot,
     make_sink,
@@ -190,6 +191,103 @@ def _holds_template(value: Any) -> bool:
     return False
 
 
+def read_source(
+    task: Task, options: RunOptions
+) -> tuple[list[SourceRow], dict[str, str], Path | None]:
+    """All rows of the task's source (limited by --limit), its headers and the input path."""
+    spec = task.source
+    if spec.kind == "none":
+        row = SourceRow(key=task.name, row=1, values={})
+        return [row], {}, None
+    assert spec.path is not None
+    input_path = options.input
+    path = resolve_path(spec.path, input_path) if input_path or "{{" not in spec.path else None
+    if path is None:
+        raise DataError(f"task {task.name!r} reads {spec.path!r}: give the input file with --input")
+    source = make_source(spec, path)
+    rows = list(source.items())
+    if options.limit is not None:
+        rows = rows[: options.limit]
+    for warning in getattr(source, "warnings", []):
+        logger.warning(warning)
+    return rows, dict(source.headers()), path
+
+
+def item_variables(input_path: Path | None, context: ItemContext) -> dict[str, Any]:
+    """The template variables of one item's steps: the run's, plus `item` and `outputs`."""
+    variables = template_context(input_path, context.run_id)
+    variables["item"] = {**context.values, "key": context.key, **context.outputs}
+    variables["outputs"] = context.outputs
+    return variables
+
+
+def bot_options(
+    app: AppDefinition,
+    task: Task,
+    options: RunOptions,
+    credentials: Credentials | None,
+    evidence_dir: Path,
+) -> BotOptions:
+    """How the bot of a run (or a try) launches its browser and where it keeps evidence."""
+    return BotOptions(
+        evidence_dir=evidence_dir,
+        headed=options.headed,
+        slow_mo_ms=options.slow_mo_ms,
+        base_url=options.base_url,
+        secrets=(credentials.password.get_secret_value(),) if credentials else (),
+        mask_labels=tuple(app.mask) + tuple(task.mask),
+        trace=options.trace,
+    )
+
+
+@dataclass(frozen=True)
+class StepDone:
+    """One step as it went, for the trail of a run or the lines of `klerk try`."""
+
+    number: int
+    step: StepModel
+    started: float
+    outcome: StepOutcome | None = None
+    error: Exception | None = None
+
+    @property
+    def label(self) -> str:
+        """The step as the trail names it."""
+        return step_label(self.step)
+
+    @property
+    def seconds(self) -> float:
+        """How long the step took, up to now."""
+        return time.time() - self.started
+
+
+async def perform_steps(
+    steps: Sequence[StepModel],
+    session: BotSession,
+    context: ItemContext,
+    variables: dict[str, Any],
+    on_step: Callable[[StepDone], None],
+    *,
+    before_step: Callable[[], None] | None = None,
+) -> None:
+    """Render and do `steps` for one item, telling `on_step` how each went (a failed one too,
+    before its error is raised again); extracted outputs go into the context and `item`."""
+    for number, step in enumerate(steps, start=1):
+        if before_step is not None:
+            before_step()
+        start = time.time()
+        try:
+            rendered = render_step(step, variables)
+            outcome = await session.perform(rendered, context)
+        except (BusinessError, AppUnavailableError, BotError, TemplateRenderError) as exc:
+            on_step(StepDone(number, step, start, error=exc))
+            raise
+        if outcome.outputs:
+            context.outputs.update(outcome.outputs)
+            variables["item"].update(outcome.outputs)
+        on_step(StepDone(number, step, start, outcome=outcome))
+
+
 class Run:
     """One run of a task: new (`start`) or resumed (`resume`)."""
 
@@ -228,24 +326,7 @@ class Run:
 
     def read_source(self) -> tuple[list[SourceRow], dict[str, str], Path | None]:
         """All rows of the source (limited by --limit), its headers and the input path."""
-        spec = self.task.source
-        if spec.kind == "none":
-            row = SourceRow(key=self.task.name, row=1, values={})
-            return [row], {}, None
-        assert spec.path is not None
-        input_path = self.options.input
-        path = resolve_path(spec.path, input_path) if input_path or "{{" not in spec.path else None
-        if path is None:
-            raise DataError(
-                f"task {self.task.name!r} reads {spec.path!r}: give the input file with --input"
-            )
-        source = make_source(spec, path)
-        rows = list(source.items())
-        if self.options.limit is not None:
-            rows = rows[: self.options.limit]
-        for warning in getattr(source, "warnings", []):
-            logger.warning(warning)
-        return rows, dict(source.headers()), path
+        return read_source(self.task, self.options)
 
     def results_path(self, input_path: Path | None) -> Path | None:
         """Where the results go: --results, else the sink's (templated) path."""
@@ -505,15 +586,8 @@ class Run:
         return counts
 
     def _bot_options(self, credentials: Credentials | None) -> BotOptions:
-        return BotOptions(
-            evidence_dir=self.run_dir / "evidence",
-            headed=self.options.headed,
-            slow_mo_ms=self.options.slow_mo_ms,
-            base_url=self.options.base_url,
-            secrets=(credentials.password.get_secret_value(),) if credentials else (),
-            mask_labels=tuple(self.app.mask) + tuple(self.task.mask),
-            trace=self.options.trace,
-        )
+        evidence_dir = self.run_dir / "evidence"
+        return bot_options(self.app, self.task, self.options, credentials, evidence_dir)
 
     async def _work(self, bot: Bot, credentials: Credentials | None) -> None:
         assert self.record is not None
@@ -731,55 +805,49 @@ class Run:
         return dict(found) if isinstance(found, Mapping) else {}
 
     def _context(self, context: ItemContext) -> dict[str, Any]:
-        base = template_context(
+        return item_variables(
             Path(self.record.input_path) if self.record and self.record.input_path else None,
-            context.run_id,
+            context,
         )
-        base["item"] = {**context.values, "key": context.key, **context.outputs}
-        base["outputs"] = context.outputs
-        return base
 
     async def _steps(
         self, session: BotSession, context: ItemContext, parent: str, item: WorkItemRecord
     ) -> None:
         trail = self._trail()
-        variables = self._context(context)
-        for step in self.task.steps:
+
+        def not_aborted() -> None:
             if self._abort_reason:
                 raise RunAborted(self._abort_reason)
-            label = step_label(step)
-            start = time.time()
-            try:
-                rendered = render_step(step, variables)
-                outcome = await session.perform(rendered, context)
-            except (BusinessError, AppUnavailableError, BotError, TemplateRenderError) as exc:
-                verdict = "refused" if isinstance(exc, BusinessError) else "failed"
-                trail.record(
-                    "action",
-                    parent=parent,
-                    start=start,
-                    status=STATUS_ERROR,
-                    action=kind_of(step),
-                    obj=label,
-                    result=f"{verdict}: {exc}",
-                    item_key=item.key,
-                    subject=item.subject,
-                )
-                raise
-            if outcome.outputs:
-                context.outputs.update(outcome.outputs)
-                variables["item"].update(outcome.outputs)
-            if not isinstance(step, BusinessErrorIfStep):
-                trail.record(
-                    "action",
-                    parent=parent,
-                    start=start,
-                    action=kind_of(step),
-                    obj=label,
-                    result=outcome.detail or "ok",
-                    item_key=item.key,
-                    subject=item.subject,
-                )
+
+        def record(done: StepDone) -> None:
+            if done.error is not None:
+                verdict = "refused" if isinstance(done.error, BusinessError) else "failed"
+                status, result = STATUS_ERROR, f"{verdict}: {done.error}"
+            elif isinstance(done.step, BusinessErrorIfStep):
+                return
+            else:
+                assert done.outcome is not None
+                status, result = STATUS_OK, done.outcome.detail or "ok"
+            trail.record(
+                "action",
+                parent=parent,
+                start=done.started,
+                status=status,
+                action=kind_of(done.step),
+                obj=done.label,
+                result=result,
+                item_key=item.key,
+                subject=item.subject,
+            )
+
+        await perform_steps(
+            self.task.steps,
+            session,
+            context,
+            self._context(context),
+            record,
+            before_step=not_aborted,
+        )
 
     async def _evidence(
         self, session: BotSession | None, item: WorkItemRecord, bot: Bot | None = None

@@ -14,7 +14,7 @@ from typing import Any, TypeVar, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tasks.definition import STEP_KINDS, Task, step_kind
+from tasks.definition import STEP_KINDS, AppDefinition, StepModel, Task, UseStep, step_kind
 from tasks.errors import DefinitionError
 from tasks.plugins import sink_kinds, source_kinds
 from tasks.templates import template_problems
@@ -113,7 +113,7 @@ def load_task(path: Path, *, apps: Collection[str]) -> Task:
     def unknown(loc: Loc, what: str, name: str, known: list[str]) -> str:
         line, column = positions.of(loc)
         return (
-            f"{path}:{line}:{column}: unknown {what} {name!r}{_did_you_mean(name, known)}; "
+            f"{path}:{line}:{column}: unknown {what} {name!r}{did_you_mean(name, known)}; "
             f"expected one of: {', '.join(known) or '(none installed)'}"
         )
 
@@ -128,6 +128,31 @@ def load_task(path: Path, *, apps: Collection[str]) -> Task:
     if problems:
         raise DefinitionError(problems)
     return task
+
+
+def use_sequences(task: Task, path: Path, app: AppDefinition) -> Task:
+    """The task with each `use: NAME` step replaced by the steps of the app's sequence NAME."""
+    if not any(isinstance(step, UseStep) for step in task.steps):
+        return task
+    _data, positions = read_yaml(path)
+    known = sorted(app.sequences)
+    steps: list[StepModel] = []
+    problems = []
+    for index, step in enumerate(task.steps):
+        if not isinstance(step, UseStep):
+            steps.append(step)
+        elif step.use in app.sequences:
+            steps.extend(app.sequences[step.use])
+        else:
+            line, column = positions.of(("steps", index, "use"))
+            problems.append(
+                f"{path}:{line}:{column}: unknown sequence {step.use!r}"
+                f"{did_you_mean(step.use, known)}; app {app.name} has: "
+                f"{', '.join(known) or '(none; add them under `sequences:`)'}"
+            )
+    if problems:
+        raise DefinitionError(problems)
+    return task.model_copy(update={"steps": steps})
 
 
 def _load(path: Path, model: type[M]) -> tuple[M, _Positions]:
@@ -168,7 +193,7 @@ def _describe(
         line, column = positions.of(loc, key=True)
         key = str(loc[-1])
         known = _known_keys(model, data, loc[:-1])
-        hint = _did_you_mean(key, known)
+        hint = did_you_mean(key, known)
         expected = f"; expected one of: {', '.join(sorted(known))}" if known and not hint else ""
         return f"{path}:{line}:{column}: unknown key {key!r} in {_parent(loc)}{hint}{expected}"
     line, column = positions.of(loc)
@@ -183,7 +208,7 @@ def _describe(
                     f"{' and '.join(known_here)} (split it into two steps)"
                 )
             name = next((n for n in names if n not in ("title", "timeout_ms")), names[0])
-            hint = _did_you_mean(name, list(STEP_KINDS))
+            hint = did_you_mean(name, list(STEP_KINDS))
             return (
                 f"{path}:{line}:{column}: unknown step {name!r}{hint}; "
                 f"expected one of: {', '.join(STEP_KINDS)}"
@@ -270,7 +295,8 @@ def _value_at(data: Any, loc: Loc) -> Any:
     return data
 
 
-def _did_you_mean(word: str, candidates: list[str]) -> str:
+def did_you_mean(word: str, candidates: list[str]) -> str:
+    """A hint for a misspelt name: "; did you mean 'x'?" or nothing when none is close."""
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
@@ -363,7 +389,7 @@ def find_task(name_or_path: str) -> Path:
     if candidate.exists():
         return candidate
     known = sorted(p.stem for p in DEFINITIONS_DIR.glob("*.yaml"))
-    hint = _did_you_mean(name_or_path, known)
+    hint = did_you_mean(name_or_path, known)
     raise DefinitionError(
         [f"unknown task {name_or_path!r}{hint}; known tasks: {', '.join(known)} (or give a path)"]
     )

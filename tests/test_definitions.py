@@ -31,7 +31,7 @@ steps:
 
 ALL_STEPS = (
     "goto, fill, select, check, click, press, wait_for, expect, business_error_if, extract, "
-    "extract_table, download, action"
+    "extract_table, download, action, use"
 )
 
 # (what is wrong, the YAML, the exact problem line after the file name)
@@ -50,7 +50,7 @@ CATALOGUE = [
         [
             "7:5: unknown step 'gotoo'; did you mean 'goto'?; expected one of: goto, fill, select, "
             "check, click, press, wait_for, expect, business_error_if, extract, extract_table, "
-            "download, action"
+            "download, action, use"
         ],
     ),
     (
