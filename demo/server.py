@@ -16,7 +16,9 @@ import urllib.request
 from types import TracebackType
 
 import uvicorn
+from starlette.applications import Starlette
 
+from demo.afval import Afvalcontainers
 from demo.app import Parkeervergunningen
 from demo.faults import NO_FAULTS, Faults
 
@@ -74,9 +76,7 @@ class DemoServer:
             sock.close()
             raise
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app.asgi, log_level="warning", access_log=False, lifespan="off"
-        )
+        config = uvicorn.Config(self._asgi(), log_level="warning", access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run,
@@ -132,7 +132,55 @@ class DemoServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+        self._close()
+
+    def _asgi(self) -> Starlette:
+        """The ASGI app to serve."""
+        return self.app.asgi
+
+    def _close(self) -> None:
+        """Release what the app holds once serving ended."""
         self.app.close()
 
     def __repr__(self) -> str:
         return f"DemoServer(url={self.url!r})"
+
+
+def serve_afval(port: int = 8651, host: str = "127.0.0.1") -> None:
+    """Serve the second demo application, Afvalcontainers, until interrupted."""
+    uvicorn.run(Afvalcontainers().asgi, host=host, port=port, log_level="warning", access_log=False)
+
+
+class AfvalServer(DemoServer):
+    """The second demo application, Afvalcontainers, served in a background thread.
+
+    >>> with AfvalServer(port=0) as server:
+    ...     page.goto(server.url + "/login")
+    """
+
+    def __init__(
+        self, port: int = 0, host: str = "127.0.0.1", users: dict[str, str] | None = None
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.afval = Afvalcontainers(users=users)
+        """The running application, for tests that want to look inside."""
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def _asgi(self) -> Starlette:
+        return self.afval.asgi
+
+    def _close(self) -> None:
+        self.afval.close()
+
+    def set_faults(self, faults: Faults) -> None:
+        """Afvalcontainers has no switchable faults."""
+        raise TypeError("Afvalcontainers has no switchable faults")
+
+    def __enter__(self) -> AfvalServer:
+        self.start()
+        return self
+
+    def __repr__(self) -> str:
+        return f"AfvalServer(url={self.url!r})"
