@@ -690,7 +690,7 @@ def _check_actions(task: Task) -> None:
 
     if task.already_done is not None:
         find_action(task.app, task.already_done.action)
-    for step in task.steps:
+    for step in [*task.setup, *task.steps, *task.teardown]:
         action = getattr(step, "action", None)
         if action is not None:
             find_action(task.app, action.name)
@@ -1229,11 +1229,20 @@ def demo_app(
     random_ids: Annotated[bool, typer.Option(help="Field ids and names change per load.")] = False,
     seed: Annotated[int | None, typer.Option(help="Seed for the faults.")] = None,
     db: Annotated[str | None, typer.Option(help="SQLite file for the permits.")] = None,
+    app_name: Annotated[
+        str, typer.Option("--app", help="Which demo app: parkeren or afval (no faults).")
+    ] = "parkeren",
 ) -> None:
-    """Serve the demo application Parkeervergunningen on its own."""
+    """Serve a demo application on its own: Parkeervergunningen, or Afvalcontainers."""
     from demo.faults import Faults
-    from demo.server import serve
+    from demo.server import serve, serve_afval
 
+    if app_name == "afval":
+        console.print(f"Afvalcontainers on http://127.0.0.1:{port} (Ctrl-C stops)")
+        serve_afval(port=port)
+        return
+    if app_name != "parkeren":
+        raise typer.BadParameter(f"unknown demo app {app_name!r}; choose parkeren or afval")
     faults = Faults(
         latency_ms=latency_ms,
         error_rate=error_rate,

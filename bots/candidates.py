@@ -115,7 +115,10 @@ async def closest(page: Page, locator: Locator) -> list[Candidate]:
         return []
     scope: Page | Frame | None = page
     if locator.frame:
-        scope = page.frame(name=locator.frame)
+        wanted_frame = locator.frame
+        scope = page.frame(name=wanted_frame) or next(
+            (frame for frame in page.frames if wanted_frame in frame.url), None
+        )
     if scope is None:
         return []
     try:

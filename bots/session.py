@@ -55,6 +55,7 @@ from tasks.definition import (
     StepModel,
     WaitForArgs,
     WaitForStep,
+    in_frame,
     kind_of,
     step_label,
 )
@@ -224,7 +225,7 @@ class GenericSession:
         item = ItemContext(key="login", values={})
         self.logging_in = True
         try:
-            for step in self.app.login:
+            for step in in_frame(self.app.login):
                 data = step.model_dump(exclude_none=True)
                 rendered = type(step).model_validate(render_tree(data, context))
                 await self.perform(rendered, item)
@@ -338,9 +339,7 @@ class GenericSession:
         """The Playwright locator for an element as the definition names it."""
         root: Page | FrameLocator = self.page
         if locator.frame:
-            root = self.page.frame_locator(
-                f'frame[name="{locator.frame}"], iframe[name="{locator.frame}"]'
-            )
+            root = self.page.frame_locator(_frame_selector(locator.frame)).first
         exact = locator.exact
         if locator.label is not None:
             found = root.get_by_label(locator.label, exact=exact)
@@ -698,6 +697,16 @@ def _matches(signal: PageSignal, url: str, found: frozenset[str], status: int | 
     if any(part in url for part in signal.url_contains):
         return True
     return any(phrase in found for phrase in signal.texts)
+
+
+def _frame_selector(frame: str) -> str:
+    """The frames or iframes named `frame`, or whose `src` holds it; the first in the page."""
+    value = frame.replace("\\", "\\\\").replace('"', '\\"')
+    return ", ".join(
+        f'{tag}[{attribute}{match}"{value}"]'
+        for attribute, match in (("name", "="), ("src", "*="))
+        for tag in ("frame", "iframe")
+    )
 
 
 def _path(url: str) -> str:

@@ -6,6 +6,7 @@ Strings in steps are Jinja2 templates, rendered per work item by `tasks.template
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -47,7 +48,9 @@ class Locator(Model):
     xpath: str | None = Field(None, description="XPath expression (fallback).")
     exact: bool = Field(False, description="Match the text exactly instead of as a substring.")
     nth: int | None = Field(None, description="Take the n-th match (0-based) when several match.")
-    frame: str | None = Field(None, description="Name of the frame that holds the element.")
+    frame: str | None = Field(
+        None, description="The frame that holds the element: its name, or a part of its URL."
+    )
 
     @model_validator(mode="after")
     def _one_way_to_locate(self) -> Locator:
@@ -260,6 +263,25 @@ class UseStep(StepModel):
     use: str = Field(description="The name of a sequence in the app definition.")
 
 
+class InFrameArgs(Model):
+    """A group of steps whose elements are all in one frame (unless a locator names its own)."""
+
+    frame: str = Field(description="The frame's name, or a part of its URL.")
+    steps: list[Step] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_level(self) -> InFrameArgs:
+        if any(isinstance(step, InFrameStep) for step in self.steps):
+            raise ValueError("an in_frame group cannot hold another; give those locators `frame:`")
+        return self
+
+
+class InFrameStep(StepModel):
+    """Do a group of steps in one frame; put in place at load time, each locator given the frame."""
+
+    in_frame: InFrameArgs
+
+
 STEP_KINDS: dict[str, type[StepModel]] = {
     "goto": GotoStep,
     "fill": FillStep,
@@ -275,6 +297,7 @@ STEP_KINDS: dict[str, type[StepModel]] = {
     "download": DownloadStep,
     "action": ActionStep,
     "use": UseStep,
+    "in_frame": InFrameStep,
 }
 
 
@@ -303,13 +326,45 @@ Step = Annotated[
     | Annotated[ExtractTableStep, Tag("extract_table")]
     | Annotated[DownloadStep, Tag("download")]
     | Annotated[ActionStep, Tag("action")]
-    | Annotated[UseStep, Tag("use")],
+    | Annotated[UseStep, Tag("use")]
+    | Annotated[InFrameStep, Tag("in_frame")],
     Discriminator(
         step_kind,
         custom_error_type="unknown_step",
         custom_error_message="not a known step",
     ),
 ]
+
+
+InFrameArgs.model_rebuild()
+
+
+def in_frame(steps: Sequence[StepModel], frame: str | None = None) -> list[StepModel]:
+    """`steps` with every in_frame group put in place: each locator in a group gets the group's
+    frame unless it names its own (a text to wait for or expect becomes an element with that
+    text, so it is looked for in the frame too). With `frame`, all of `steps` are such a group;
+    a group met inside (from a sequence) keeps its own frame."""
+    framed: list[StepModel] = []
+    for step in steps:
+        if isinstance(step, InFrameStep):
+            framed.extend(in_frame(step.in_frame.steps, step.in_frame.frame))
+        else:
+            framed.append(step if frame is None else _framed(step, frame))
+    return framed
+
+
+def _framed(value: Any, frame: str) -> Any:
+    if isinstance(value, Locator):
+        return value if value.frame else value.model_copy(update={"frame": frame})
+    if isinstance(value, WaitForArgs | BusinessErrorIfArgs) and value.text is not None:
+        element = Locator(text=value.text, frame=frame)
+        return value.model_copy(update={"text": None, "element": element})
+    if isinstance(value, BaseModel):
+        updates = {name: _framed(getattr(value, name), frame) for name in type(value).model_fields}
+        return value.model_copy(update=updates)
+    if isinstance(value, dict):
+        return {key: _framed(item, frame) for key, item in value.items()}
+    return value
 
 
 def kind_of(step: StepModel) -> str:
@@ -436,6 +491,16 @@ class Task(Model):
     legal_basis: str = Field(min_length=3)
     source: SourceSpec
     steps: list[Step] = Field(min_length=1)
+    setup: list[Step] = Field(
+        default_factory=list,
+        description="Steps done once in every browser context, right after logging in (a fresh "
+        "context after a system error and every 100 items logs in and sets up again).",
+    )
+    teardown: list[Step] = Field(
+        default_factory=list,
+        description="Steps done once in every browser context before it closes; best effort: a "
+        "failure is a warning and changes no item.",
+    )
     already_done: AlreadyDone | None = None
     sink: SinkSpec | None = None
     retry: RetryPolicy = RetryPolicy()
@@ -484,6 +549,6 @@ class AppDefinition(Model):
     @model_validator(mode="after")
     def _no_use_inside(self) -> AppDefinition:
         for where, steps in [("login", self.login), *self.sequences.items()]:
-            if any(isinstance(step, UseStep) for step in steps):
+            if any(isinstance(step, UseStep) for step in in_frame(steps)):
                 raise ValueError(f"`use` is for task steps; {where!r} cannot use a sequence")
         return self

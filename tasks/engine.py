@@ -288,6 +288,19 @@ async def perform_steps(
         on_step(StepDone(number, step, start, outcome=outcome))
 
 
+async def context_steps(
+    steps: Sequence[StepModel],
+    session: BotSession,
+    run_id: str,
+    input_path: Path | None,
+    on_step: Callable[[StepDone], None],
+) -> None:
+    """Do the setup or teardown steps of a task in a browser context: for no item (`item` holds
+    only an empty key; what they extract is not kept)."""
+    context = ItemContext(key="", values={}, run_id=run_id)
+    await perform_steps(steps, session, context, item_variables(input_path, context), on_step)
+
+
 class Run:
     """One run of a task: new (`start`) or resumed (`resume`)."""
 
@@ -619,7 +632,12 @@ class Run:
         retry = self.task.retry
         for attempt in range(1, retry.attempts + 1):
             try:
-                return await bot.open(credentials)
+                return await self._open(bot, credentials)
+            except (BotError, TemplateRenderError) as exc:
+                raise RunAborted(
+                    f"the setup steps of {self.task.name} failed ({redact(str(exc))}); no item "
+                    f"was touched. Fix them, then `klerk resume {self.record.id}`"
+                ) from None
             except AppUnavailableError as exc:
                 refused = getattr(exc, "final", False)
                 if attempt == retry.attempts or refused:
@@ -654,11 +672,11 @@ class Run:
                 session = await self._process(bot, credentials, item, session)
                 handled += 1
                 if session is not None and handled % ITEMS_PER_SESSION == 0:
-                    await session.close()
+                    await self._close_session(session)
                     session = None
         finally:
             if session is not None:
-                await session.close()
+                await self._close_session(session)
 
     async def _process(
         self,
@@ -696,7 +714,7 @@ class Run:
             self.store.transition(item, ItemState.RUNNING, attempt=True)
             try:
                 if session is None:
-                    session = await bot.open(credentials)
+                    session = await self._open(bot, credentials)
                 await session.begin_item()
                 if (tried_before or attempt > 1) and self.task.already_done is not None:
                     found = await self._already_done(session, context, item_op, item)
@@ -748,7 +766,7 @@ class Run:
                 if is_last:
                     evidence = await self._evidence(session, item, bot)
                     if session is not None:
-                        await session.close()
+                        await self._close_session(session)
                     self._finish_item(
                         item,
                         ItemState.SYSTEM_ERROR,
@@ -761,7 +779,7 @@ class Run:
                     return None
                 keep = isinstance(exc, AppUnavailableError) and exc.session_ok
                 if session is not None and not keep:
-                    await session.close()
+                    await self._close_session(session)
                     session = None
                 await self._sleep(retry.delay(attempt))
                 continue
@@ -777,6 +795,56 @@ class Run:
         # stopped between attempts: the item goes back to pending, resumable
         self.store.transition(item, ItemState.PENDING, message=last_error)
         return session
+
+    async def _open(self, bot: Bot, credentials: Credentials | None) -> BotSession:
+        """A fresh browser context, logged in, with the task's setup steps done in it."""
+        session = await bot.open(credentials)
+        if self.task.setup:
+            try:
+                await self._context_steps("setup", self.task.setup, session)
+            except BaseException:
+                await session.close()
+                raise
+        return session
+
+    async def _close_session(self, session: BotSession) -> None:
+        """Do the task's teardown steps (best effort: a failure is a warning), then close."""
+        try:
+            if self.task.teardown:
+                await self._context_steps("teardown", self.task.teardown, session)
+        except AuditError:
+            raise
+        except Exception as exc:
+            logger.warning("teardown of {} failed: {}", self.task.name, redact(str(exc)))
+        finally:
+            await session.close()
+
+    async def _context_steps(
+        self, phase: str, steps: Sequence[StepModel], session: BotSession
+    ) -> None:
+        """Setup or teardown steps, each in the trail as an action of the run (no item)."""
+        assert self.record is not None
+        trail = self._trail()
+
+        def record(done: StepDone) -> None:
+            if done.error is not None:
+                status, result = STATUS_ERROR, f"failed: {done.error}"
+            else:
+                assert done.outcome is not None
+                status, result = STATUS_OK, done.outcome.detail or "ok"
+            trail.record(
+                "action",
+                parent=self._run_operation,
+                start=done.started,
+                status=status,
+                action=kind_of(done.step),
+                obj=done.label,
+                result=result,
+                extra={"klerk.phase": phase},
+            )
+
+        input_path = Path(self.record.input_path) if self.record.input_path else None
+        await context_steps(steps, session, self.record.id, input_path, record)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -14,7 +14,16 @@ from typing import Any, TypeVar, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tasks.definition import STEP_KINDS, AppDefinition, StepModel, Task, UseStep, step_kind
+from tasks.definition import (
+    STEP_KINDS,
+    AppDefinition,
+    InFrameStep,
+    StepModel,
+    Task,
+    UseStep,
+    in_frame,
+    step_kind,
+)
 from tasks.errors import DefinitionError
 from tasks.plugins import sink_kinds, source_kinds
 from tasks.templates import template_problems
@@ -131,28 +140,52 @@ def load_task(path: Path, *, apps: Collection[str]) -> Task:
 
 
 def use_sequences(task: Task, path: Path, app: AppDefinition) -> Task:
-    """The task with each `use: NAME` step replaced by the steps of the app's sequence NAME."""
-    if not any(isinstance(step, UseStep) for step in task.steps):
+    """The task with each `use: NAME` step replaced by the steps of the app's sequence NAME, and
+    each `in_frame` group by its steps (in steps, setup and teardown)."""
+    lists = {"steps": task.steps, "setup": task.setup, "teardown": task.teardown}
+    grouped = (UseStep, InFrameStep)
+    if not any(isinstance(step, grouped) for steps in lists.values() for step in steps):
         return task
     _data, positions = read_yaml(path)
     known = sorted(app.sequences)
-    steps: list[StepModel] = []
     problems = []
-    for index, step in enumerate(task.steps):
-        if not isinstance(step, UseStep):
-            steps.append(step)
-        elif step.use in app.sequences:
-            steps.extend(app.sequences[step.use])
-        else:
-            line, column = positions.of(("steps", index, "use"))
-            problems.append(
-                f"{path}:{line}:{column}: unknown sequence {step.use!r}"
-                f"{did_you_mean(step.use, known)}; app {app.name} has: "
-                f"{', '.join(known) or '(none; add them under `sequences:`)'}"
-            )
+
+    def sequence(step: UseStep, loc: Loc) -> list[StepModel]:
+        if step.use in app.sequences:
+            return in_frame(app.sequences[step.use])
+        line, column = positions.of(loc)
+        problems.append(
+            f"{path}:{line}:{column}: unknown sequence {step.use!r}"
+            f"{did_you_mean(step.use, known)}; app {app.name} has: "
+            f"{', '.join(known) or '(none; add them under `sequences:`)'}"
+        )
+        return []
+
+    def expand(steps: list[StepModel], loc: Loc) -> list[StepModel]:
+        expanded: list[StepModel] = []
+        for index, step in enumerate(steps):
+            if isinstance(step, UseStep):
+                expanded.extend(sequence(step, (*loc, index, "use")))
+            elif isinstance(step, InFrameStep):
+                inner = expand(list(step.in_frame.steps), (*loc, index, "in_frame", "steps"))
+                if step.timeout_ms is not None:
+                    inner = [_with_timeout(s, step.timeout_ms) for s in inner]
+                expanded.extend(in_frame(inner, step.in_frame.frame))
+            else:
+                expanded.append(step)
+        return expanded
+
+    updates = {field: expand(list(steps), (field,)) for field, steps in lists.items()}
     if problems:
         raise DefinitionError(problems)
-    return task.model_copy(update={"steps": steps})
+    return task.model_copy(update=updates)
+
+
+def _with_timeout(step: StepModel, timeout_ms: int) -> StepModel:
+    """A step of a group with the group's timeout, unless it has its own."""
+    return (
+        step if step.timeout_ms is not None else step.model_copy(update={"timeout_ms": timeout_ms})
+    )
 
 
 def _load(path: Path, model: type[M]) -> tuple[M, _Positions]:
@@ -271,15 +304,27 @@ def _parent(loc: Loc) -> str:
     return _where(parent)
 
 
+_STEP_LISTS = {
+    "steps": "step",
+    "login": "login step",
+    "setup": "setup step",
+    "teardown": "teardown step",
+}
+
+
 def _where(loc: Loc) -> str:
     """A path as a person reads it: ('steps', 2, 'fill') -> 'step 3 (fill)'."""
     words: list[str] = []
     for index, part in enumerate(loc):
-        if isinstance(part, int) and index and loc[index - 1] in ("steps", "login"):
-            words[-1] = f"{'step' if loc[index - 1] == 'steps' else 'login step'} {part + 1}"
+        if isinstance(part, int) and index and loc[index - 1] in _STEP_LISTS:
+            words[-1] = f"{_STEP_LISTS[str(loc[index - 1])]} {part + 1}"
         elif isinstance(part, int):
             words[-1] += f"[{part + 1}]"
-        elif words and words[-1].startswith(("step ", "login step ")) and part in STEP_KINDS:
+        elif (
+            words
+            and words[-1].startswith(tuple(f"{w} " for w in _STEP_LISTS.values()))
+            and part in STEP_KINDS
+        ):
             words[-1] += f" ({part})"
         else:
             words.append(str(part))

@@ -19,6 +19,7 @@ from tasks.engine import (
     RunOptions,
     StepDone,
     bot_options,
+    context_steps,
     item_variables,
     new_run_id,
     perform_steps,
@@ -132,7 +133,8 @@ class Trial:
         on_step: Callable[[StepDone], None],
         keep_open: Callable[[TrialOutcome], None] | None = None,
     ) -> TrialOutcome:
-        """Log in, do the item's steps (those before `until`) and say how it went.
+        """Log in, do the setup steps and the item's steps (those before `until`), then the
+        teardown steps, and say how it went.
 
         `keep_open` is called (in a thread) before the browser closes, when the item failed or
         stopped at `until`: a headed try waits there until the user has looked.
@@ -155,6 +157,7 @@ class Trial:
         context = ItemContext(key=item.key, values=item.values, run_id=self.id)
         try:
             session = await bot.open(credentials)
+            await context_steps(self.task.setup, session, self.id, input_path, on_step)
             await perform_steps(
                 steps, session, context, item_variables(input_path, context), on_step
             )
@@ -171,6 +174,11 @@ class Trial:
                 await asyncio.to_thread(keep_open, outcome)
         finally:
             if session is not None:
+                # best effort, as in a run: on_step shows a failing teardown step
+                with contextlib.suppress(
+                    AppUnavailableError, BotError, BusinessError, TemplateRenderError
+                ):
+                    await context_steps(self.task.teardown, session, self.id, input_path, on_step)
                 await session.close()
             await bot.close()
         return outcome

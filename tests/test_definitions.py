@@ -31,7 +31,7 @@ steps:
 
 ALL_STEPS = (
     "goto, fill, select, check, click, press, wait_for, expect, business_error_if, extract, "
-    "extract_table, download, action, use"
+    "extract_table, download, action, use, in_frame"
 )
 
 # (what is wrong, the YAML, the exact problem line after the file name)
@@ -50,7 +50,7 @@ CATALOGUE = [
         [
             "7:5: unknown step 'gotoo'; did you mean 'goto'?; expected one of: goto, fill, select, "
             "check, click, press, wait_for, expect, business_error_if, extract, extract_table, "
-            "download, action, use"
+            "download, action, use, in_frame"
         ],
     ),
     (
@@ -264,6 +264,24 @@ CATALOGUE = [
         "a step name in Dutch",
         GOOD + "  - klik: {role: button, name: Aanvragen}\n",
         ["9:5: unknown step 'klik'; did you mean 'click'?; expected one of: " + ALL_STEPS],
+    ),
+    (
+        "a typo in a setup step",
+        GOOD + "setup:\n  - clik: {text: Overzicht}\n",
+        ["10:5: unknown step 'clik'; did you mean 'click'?; expected one of: " + ALL_STEPS],
+    ),
+    (
+        "a typo in a locator inside an in_frame group",
+        GOOD + "  - in_frame: {frame: menu, steps: [click: {txt: Overzicht}]}\n",
+        ["9:45: unknown key 'txt' in step 3 (in_frame).step 1 (click); did you mean 'text'?"],
+    ),
+    (
+        "an in_frame group inside another",
+        GOOD + "  - in_frame: {frame: menu, steps: [in_frame: {frame: main, steps: [goto: /]}]}\n",
+        [
+            "9:15: step 3 (in_frame): an in_frame group cannot hold another; give those "
+            "locators `frame:`"
+        ],
     ),
     # template errors
     (
