@@ -17,16 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +31,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make the repo's packages importable
     sys.path.insert(0, str(REPO))
+
+from overhead import workspace  # noqa: E402 (bench/overhead.py)
 
 from demo.sample import aanvragen  # noqa: E402
 from demo.server import DemoServer  # noqa: E402
@@ -413,20 +412,6 @@ def print_outcome(url: str, run_dir: Path | None, keys: Sequence[str]) -> None:
 # --- main --------------------------------------------------------------------------------------
 
 
-@contextmanager
-def workspace(keep: Path | None) -> Iterator[Path]:
-    """The folder for the intake and klerk's home: `keep`, or a temporary one."""
-    if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
-        yield keep
-        return
-    folder = Path(tempfile.mkdtemp(prefix="klerk-long-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -471,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rows = aanvragen(args.items, bad_rows=False, prefix=PREFIX)
     keys = [str(row["Aanvraagnummer"]) for row in rows]
-    with workspace(args.keep) as folder, DemoServer(port=0) as server:
+    with workspace(args.keep, "klerk-long-") as folder, DemoServer(port=0) as server:
         body = json.dumps({"error_rate": args.error_rate}).encode()
         request = urllib.request.Request(
             server.url + "/api/faults", data=body, headers={"Content-Type": "application/json"}

@@ -318,13 +318,13 @@ def print_breakdown(run_dir: Path) -> None:
 
 
 @contextmanager
-def workspace(keep: Path | None) -> Iterator[Path]:
+def workspace(keep: Path | None, prefix: str = "klerk-bench-") -> Iterator[Path]:
     """The folder for intakes, results and klerk homes: `keep`, or a temporary one."""
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         yield keep
         return
-    folder = Path(tempfile.mkdtemp(prefix="klerk-bench-"))
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         yield folder
     finally:
