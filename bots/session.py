@@ -59,7 +59,13 @@ from tasks.definition import (
     kind_of,
     step_label,
 )
-from tasks.errors import AppUnavailableError, BotError, BusinessError, KlerkError
+from tasks.errors import (
+    AppUnavailableError,
+    BotError,
+    BusinessError,
+    KlerkError,
+    SessionExpiredError,
+)
 from tasks.plugins import BotOptions, ItemContext, StepOutcome, TraceMode
 from tasks.privacy import redact, redact_archive
 from tasks.secrets import Credentials
@@ -258,7 +264,7 @@ class GenericSession:
         status = self.last_status
         where = _path(url)
         if not self.logging_in and _matches(self.app.session_expired, url, found, status):
-            raise AppUnavailableError(f"session expired (at {where})")
+            raise SessionExpiredError(f"session expired (at {where})")
         # a busy or failing page leaves a logged-in session as it was: retry without a new login
         session_ok = not self.logging_in
         if _matches(self.app.busy, url, found, status):

@@ -40,6 +40,7 @@ from tasks.errors import (
     DataError,
     KlerkError,
     RunAborted,
+    SessionExpiredError,
 )
 from tasks.ledger import OPENED, RESUMED, SEALED, Ledger
 from tasks.plugins import (
@@ -708,15 +709,19 @@ class Run:
             extra={"klerk.item_seq": item.seq, "klerk.resumed": was_running},
         )
         last_error = ""
-        for attempt in range(1, retry.attempts + 1):
+        attempt = 0
+        relogins = 0  # sessions the app ended while they waited: a new login, not a new attempt
+        while attempt < retry.attempts:
+            attempt += 1
             if self.stop_requested.is_set() and attempt > 1:
                 break
             self.store.transition(item, ItemState.RUNNING, attempt=True)
+            reused = session is not None
             try:
                 if session is None:
                     session = await self._open(bot, credentials)
                 await session.begin_item()
-                if (tried_before or attempt > 1) and self.task.already_done is not None:
+                if tried_before and self.task.already_done is not None:
                     found = await self._already_done(session, context, item_op, item)
                     if found is not None:
                         await session.end_item()
@@ -749,7 +754,15 @@ class Run:
                 return session
             except (AppUnavailableError, BotError, TemplateRenderError) as exc:
                 last_error = redact(str(exc))
-                is_last = attempt == retry.attempts or isinstance(exc, TemplateRenderError)
+                # a session kept through a back-off (or from the previous item) that the app
+                # ended meanwhile says nothing about this item: log in again, same attempt
+                relogin = (
+                    isinstance(exc, SessionExpiredError) and reused and relogins < retry.attempts
+                )
+                relogins += relogin
+                is_last = not relogin and (
+                    attempt == retry.attempts or isinstance(exc, TemplateRenderError)
+                )
                 trail.record(
                     "retry" if not is_last else "error",
                     parent=item_op,
@@ -781,7 +794,11 @@ class Run:
                 if session is not None and not keep:
                     await self._close_session(session)
                     session = None
-                await self._sleep(retry.delay(attempt))
+                tried_before = True  # the failed attempt may have stored the item all the same
+                if relogin:
+                    attempt -= 1
+                else:
+                    await self._sleep(retry.delay(attempt))
                 continue
             self._finish_item(
                 item,

@@ -40,6 +40,10 @@ class AppUnavailableError(KlerkError):
         self.session_ok = session_ok
 
 
+class SessionExpiredError(AppUnavailableError):
+    """The app ended the session (idle timeout, logged out elsewhere); a new login is needed."""
+
+
 class BotError(KlerkError):
     """The bot could not do a step (element not found, timeout); treated as a system error."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import signal
 import socket
 import time
 import urllib.request
@@ -223,6 +224,34 @@ def test_a_submit_slower_than_its_timeout_is_found_in_the_app_not_entered_twice(
         "BotError: click role button 'Aanvragen' on page /vergunningen/nieuw went through, but "
         "the next page did not load within 300 ms; parkeren is slow or stuck"
     )
+
+
+def test_a_session_that_ended_while_the_bot_waited_costs_a_login_not_an_attempt(
+    klerk: Klerk, demo_app: DemoApp
+) -> None:
+    rows = aanvragen(5, seed=88, bad_rows=False, prefix="PZ-")
+    intake = write_intake(klerk.home / "pauze.xlsx", rows)
+    task = _task(klerk, "{attempts: 1}")  # any failure that counts is a system error
+    demo_app.faults(latency_ms=150, session_lifetime=2.0)
+
+    process = klerk.start("run", str(task), "--input", str(intake))
+    deadline = time.monotonic() + 60
+    while not _entered(demo_app.url) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # the runner stands still (a laptop's lid closed) until the app has ended its session
+    process.send_signal(signal.SIGSTOP)
+    time.sleep(3.5)
+    process.send_signal(signal.SIGCONT)
+    out, err = process.communicate(timeout=120)
+
+    assert process.returncode == 0, out + err
+    results = read_results(klerk.home / "pauze-resultaten.xlsx")
+    assert [r["status"] for r in results] == ["done"] * 5
+    assert _entered(demo_app.url) == Counter({r["Aanvraagnummer"]: 1 for r in rows})
+    relogins = [r for r in _trail(klerk, _run_id(out)) if r["name"] == "retry"]
+    assert [r["attributes"]["bio.result"].split(" (at")[0] for r in relogins] == [
+        "SessionExpiredError: session expired"
+    ]
 
 
 def test_an_alert_is_dismissed_and_its_text_kept_redacted_in_the_trail(
