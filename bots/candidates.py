@@ -24,7 +24,7 @@ _CANDIDATES_JS = """kind => {
     && getComputedStyle(el).visibility !== 'hidden';
   const text = el => (el.textContent || '').replace(/\\s+/g, ' ').trim();
   const found = [];
-  if (kind === 'label' || kind === 'placeholder') {
+  if (kind === 'label' || kind === 'placeholder' || kind === 'next_to') {
     for (const el of document.querySelectorAll('label')) {
       if (visible(el)) found.push(['label', '', text(el)]);
     }
@@ -33,6 +33,16 @@ _CANDIDATES_JS = """kind => {
     }
     for (const el of document.querySelectorAll('[placeholder]')) {
       if (visible(el)) found.push(['placeholder', '', el.getAttribute('placeholder')]);
+    }
+    // captions in a table cell, the field in the next cell: what `next_to` names
+    const controls = 'input:not([type=hidden]), select, textarea, [role=combobox], '
+      + '[role=textbox], [contenteditable=true]';
+    for (const cell of document.querySelectorAll('td, th')) {
+      const next = cell.nextElementSibling;
+      if (next && ['TD', 'TH'].includes(next.tagName) && !cell.querySelector(controls)
+          && next.querySelector(controls) && visible(cell)) {
+        found.push(['next_to', '', text(cell)]);
+      }
     }
   } else if (kind === 'role') {
     const inputRoles = {submit: 'button', button: 'button', reset: 'button', image: 'button',
@@ -135,11 +145,14 @@ async def closest(page: Page, locator: Locator) -> list[Candidate]:
 
 def rank(locator: Locator, candidates: set[Candidate]) -> list[Candidate]:
     """The likeliest few of `candidates` for `locator`, best first, each value redacted."""
-    _kind, wanted = _looked_for(locator)
+    kind, wanted = _looked_for(locator)
     scored = []
     for candidate in candidates:
-        if candidate.value.casefold() == wanted.casefold() and (
-            locator.role is None or candidate.role == locator.role
+        other_way = candidate.kind == "next_to" and kind != "next_to"  # same text, other key
+        if (
+            candidate.value.casefold() == wanted.casefold()
+            and (locator.role is None or candidate.role == locator.role)
+            and not other_way
         ):
             continue  # the element itself is there, but not usable: no other name helps
         score = similarity(wanted, candidate.value)
@@ -202,6 +215,8 @@ def _looked_for(locator: Locator) -> tuple[str, str]:
     CSS and XPath name no text a page shows)."""
     if locator.label is not None:
         return "label", locator.label
+    if locator.next_to is not None:
+        return "next_to", locator.next_to
     if locator.role is not None:
         return "role", locator.name or ""
     if locator.text is not None:

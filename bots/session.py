@@ -36,6 +36,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 from bots.apps import find_action
 from bots.browser import CHROMIUM_ARGS, choose_browser, not_found
 from bots.candidates import closest, did_you_mean
+from bots.locating import locate
 from tasks.definition import (
     ActionStep,
     AppDefinition,
@@ -51,8 +52,10 @@ from tasks.definition import (
     Locator,
     PageSignal,
     PressStep,
+    SelectArgs,
     SelectStep,
     StepModel,
+    UploadStep,
     WaitForArgs,
     WaitForStep,
     in_frame,
@@ -346,22 +349,7 @@ class GenericSession:
         root: Page | FrameLocator = self.page
         if locator.frame:
             root = self.page.frame_locator(_frame_selector(locator.frame)).first
-        exact = locator.exact
-        if locator.label is not None:
-            found = root.get_by_label(locator.label, exact=exact)
-        elif locator.role is not None:
-            found = root.get_by_role(locator.role, name=locator.name, exact=exact)  # type: ignore[arg-type]
-        elif locator.text is not None:
-            found = root.get_by_text(locator.text, exact=exact)
-        elif locator.placeholder is not None:
-            found = root.get_by_placeholder(locator.placeholder, exact=exact)
-        elif locator.css is not None:
-            found = root.locator(locator.css)
-        else:
-            found = root.locator(f"xpath={locator.xpath}")
-        if locator.nth is not None:
-            return found.nth(locator.nth)
-        return found.first
+        return locate(self.page, root, locator)
 
     async def settle(self) -> None:
         """After a click or key press: wait for a started navigation, then check the page."""
@@ -507,6 +495,10 @@ async def _select(
 ) -> StepOutcome:
     args = step.select
     target = session.locate(args)
+    tag = await target.evaluate("el => el.tagName", timeout=timeout)
+    if tag != "SELECT":
+        await _choose_in_widget(session, target, args, timeout)
+        return StepOutcome()
     if args.by == "value":
         chosen = await target.select_option(value=args.value, timeout=timeout)
     else:
@@ -514,6 +506,46 @@ async def _select(
     if not chosen:
         raise BotError(f"no option {args.value!r} in {args.describe()}")
     return StepOutcome()
+
+
+async def _choose_in_widget(
+    session: GenericSession, widget: PwLocator, args: SelectArgs, timeout: int | None
+) -> None:
+    """A drop-down built from divs or a list (role combobox, or any element that opens a
+    list): open it, then click the option that reads `value`, as a person would."""
+    await widget.click(timeout=timeout)
+    exact = re.compile(rf"^\s*{re.escape(args.value)}\s*$")
+    root = session.page.frame_locator(_frame_selector(args.frame)).first if args.frame else None
+    scope = root or session.page
+    listed_options = scope.get_by_role("option").or_(scope.locator("li, [role=menuitem]"))
+    choice = listed_options.filter(has_text=exact).filter(visible=True).first
+    try:
+        await choice.click(timeout=timeout)
+        return
+    except PlaywrightTimeout:
+        pass
+    offered = await scope.get_by_role("option").filter(visible=True).all_inner_texts()
+    listed = ", ".join(repr(" ".join(text.split())) for text in offered[:8])
+    raise BotError(
+        f"no option {args.value!r} in {args.describe()} on page {_path(session.page.url)}"
+        + (f"; it offers {listed}" if listed else "; it opened no list of options")
+    )
+
+
+async def _upload(
+    session: GenericSession, step: UploadStep, item: ItemContext, timeout: int | None
+) -> StepOutcome:
+    args = step.upload
+    path = Path(args.file).expanduser()
+    if not path.is_absolute():
+        path = (session.bot.options.files_dir or Path.cwd()) / path
+    if not path.is_file():
+        raise BusinessError(
+            f"the file to upload is not there: {path} "
+            f"(a relative name is looked for next to the input file)"
+        )
+    await session.locate(args).set_input_files(path, timeout=timeout)
+    return StepOutcome(detail=f"file {path.name}")
 
 
 async def _check(
@@ -675,6 +707,7 @@ _EXECUTORS: dict[type[StepModel], Executor] = {
     CheckStep: _check,
     ClickStep: _click,
     PressStep: _press,
+    UploadStep: _upload,
     WaitForStep: _wait_for,
     ExpectStep: _expect,
     BusinessErrorIfStep: _business_error_if,

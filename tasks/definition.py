@@ -30,16 +30,23 @@ class Model(BaseModel):
 
 # --- locating elements -------------------------------------------------------------------------
 
-_LOCATOR_KEYS = ("label", "role", "text", "placeholder", "css", "xpath")
+_LOCATOR_KEYS = ("label", "next_to", "role", "text", "placeholder", "css", "xpath")
 
 
 class Locator(Model):
     """An element named the way a person sees it; CSS or XPath only as a fallback.
 
-    Exactly one of label, role, text, placeholder, css, xpath. `name` goes with `role`.
+    Exactly one of label, next_to, role, text, placeholder, css, xpath. `name` goes with
+    `role`. `near` and `in_row_with` narrow the search to a part of the page; `nth` picks
+    one of several matches.
     """
 
     label: str | None = Field(None, description="The text of the field's label.")
+    next_to: str | None = Field(
+        None,
+        description="The caption in the table cell just left of the field (legacy forms without "
+        "labels): the field in the next cell. Works when the field's name or id changes.",
+    )
     role: str | None = Field(None, description="ARIA role: button, link, textbox, checkbox, ...")
     name: str | None = Field(None, description="Accessible name, with `role`.")
     text: str | None = Field(None, description="Visible text of the element.")
@@ -48,6 +55,14 @@ class Locator(Model):
     xpath: str | None = Field(None, description="XPath expression (fallback).")
     exact: bool = Field(False, description="Match the text exactly instead of as a substring.")
     nth: int | None = Field(None, description="Take the n-th match (0-based) when several match.")
+    near: str | None = Field(
+        None,
+        description="Only inside the smallest region (form, fieldset, table, dialog, section, "
+        "div) that holds both this text and the element.",
+    )
+    in_row_with: str | None = Field(
+        None, description="Only inside the table row that holds this text (e.g. a zaaknummer)."
+    )
     frame: str | None = Field(
         None, description="The frame that holds the element: its name, or a part of its URL."
     )
@@ -57,7 +72,8 @@ class Locator(Model):
         given = [key for key in _LOCATOR_KEYS if getattr(self, key) is not None]
         if len(given) != 1:
             raise ValueError(
-                "give exactly one of label, role, text, placeholder, css, xpath"
+                "give exactly one of "
+                + ", ".join(_LOCATOR_KEYS)
                 + (f" (got {', '.join(given)})" if given else "")
             )
         if self.name is not None and self.role is None:
@@ -65,7 +81,19 @@ class Locator(Model):
         return self
 
     def describe(self) -> str:
-        """How the definition names the element, e.g. "label 'BSN'" or "role button 'Aanvragen'"."""
+        """How the definition names the element, e.g. "label 'BSN'" or "role button 'Aanvragen'",
+        with the region it is looked for in ("... in the row with 'Z-2026-000001'")."""
+        return self._element() + "".join(
+            f" {words} {value!r}"
+            for words, value in (
+                ("near", self.near),
+                ("in the row with", self.in_row_with),
+                ("nth", self.nth),
+            )
+            if value is not None
+        )
+
+    def _element(self) -> str:
         if self.role is not None:
             return f"role {self.role}" + (f" {self.name!r}" if self.name else "")
         for key in _LOCATOR_KEYS:
@@ -92,6 +120,12 @@ class CheckArgs(Locator):
     """Tick (or untick) a checkbox, or choose a radio button."""
 
     checked: bool | str = True
+
+
+class UploadArgs(Locator):
+    """Put a file in a file field; a relative path is taken from the input file's folder."""
+
+    file: str
 
 
 class PressArgs(Locator):
@@ -210,6 +244,12 @@ class PressStep(StepModel):
     press: PressArgs
 
 
+class UploadStep(StepModel):
+    """Choose a file for a file field."""
+
+    upload: UploadArgs
+
+
 class WaitForStep(StepModel):
     """Wait for an element, a text or a URL."""
 
@@ -289,6 +329,7 @@ STEP_KINDS: dict[str, type[StepModel]] = {
     "check": CheckStep,
     "click": ClickStep,
     "press": PressStep,
+    "upload": UploadStep,
     "wait_for": WaitForStep,
     "expect": ExpectStep,
     "business_error_if": BusinessErrorIfStep,
@@ -319,6 +360,7 @@ Step = Annotated[
     | Annotated[CheckStep, Tag("check")]
     | Annotated[ClickStep, Tag("click")]
     | Annotated[PressStep, Tag("press")]
+    | Annotated[UploadStep, Tag("upload")]
     | Annotated[WaitForStep, Tag("wait_for")]
     | Annotated[ExpectStep, Tag("expect")]
     | Annotated[BusinessErrorIfStep, Tag("business_error_if")]

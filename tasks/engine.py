@@ -238,6 +238,7 @@ def bot_options(
         secrets=(credentials.password.get_secret_value(),) if credentials else (),
         mask_labels=tuple(app.mask) + tuple(task.mask),
         trace=options.trace,
+        files_dir=options.input.parent if options.input else None,
     )
 
 

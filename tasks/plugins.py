@@ -132,6 +132,8 @@ class BotOptions:
     secrets: tuple[str, ...] = ()
     mask_labels: tuple[str, ...] = ()
     trace: TraceMode = TraceMode.OFF
+    files_dir: Path | None = None
+    """Where a relative file name of an `upload` step is looked for: the input file's folder."""
 
 
 BotFactory = Callable[["AppDefinition", BotOptions], Bot]

@@ -30,8 +30,8 @@ steps:
 """
 
 ALL_STEPS = (
-    "goto, fill, select, check, click, press, wait_for, expect, business_error_if, extract, "
-    "extract_table, download, action, use, in_frame"
+    "goto, fill, select, check, click, press, upload, wait_for, expect, business_error_if, "
+    "extract, extract_table, download, action, use, in_frame"
 )
 
 # (what is wrong, the YAML, the exact problem line after the file name)
@@ -49,8 +49,8 @@ CATALOGUE = [
         GOOD.replace("  - goto:", "  - gotoo:"),
         [
             "7:5: unknown step 'gotoo'; did you mean 'goto'?; expected one of: goto, fill, select, "
-            "check, click, press, wait_for, expect, business_error_if, extract, extract_table, "
-            "download, action, use, in_frame"
+            "check, click, press, upload, wait_for, expect, business_error_if, extract, "
+            "extract_table, download, action, use, in_frame"
         ],
     ),
     (
@@ -62,14 +62,17 @@ CATALOGUE = [
         "two locators at once",
         GOOD.replace("{label: BSN,", "{label: BSN, css: '#bsn',"),
         [
-            "8:11: step 2 (fill): give exactly one of label, role, text, placeholder, css, xpath "
-            "(got label, css)"
+            "8:11: step 2 (fill): give exactly one of label, next_to, role, text, placeholder, "
+            "css, xpath (got label, css)"
         ],
     ),
     (
         "no locator",
         GOOD.replace("{label: BSN, ", "{"),
-        ["8:11: step 2 (fill): give exactly one of label, role, text, placeholder, css, xpath"],
+        [
+            "8:11: step 2 (fill): give exactly one of label, next_to, role, text, placeholder, "
+            "css, xpath"
+        ],
     ),
     (
         "a value missing",
