@@ -37,17 +37,17 @@ _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZÀÁÂÄÈÉÊËÌÍÎÏÒÓÔÖÙÚÛÜ"
 def locate(page: Page, root: Page | FrameLocator, locator: Locator) -> PwLocator:
     """The Playwright locator of the element `locator` names, in `root` (the page or a frame).
 
-    Narrowing goes from large to small: the row with a cell reading `in_row_with`, then the
-    smallest region that holds both the `near` text and the element, then the element.
+    Narrowing goes from large to small: the smallest region that holds both the `near` text
+    and the element, then in it the row with a cell reading `in_row_with`, then the element.
     """
     scope: Scope = root
-    if locator.in_row_with is not None:
-        reads = re.compile(rf"^\s*{re.escape(locator.in_row_with)}\s*$")
-        cell = root.locator(_CELLS).filter(has_text=reads)
-        scope = root.locator(_ROWS).filter(has=cell).last  # the innermost row (nested tables)
     if locator.near is not None:
         element = _element(page, locator)  # relative: queried inside each candidate region
         scope = scope.locator(_REGIONS).filter(has_text=locator.near).filter(has=element).last
+    if locator.in_row_with is not None:
+        reads = re.compile(rf"^\s*{re.escape(locator.in_row_with)}\s*$")
+        cell = root.locator(_CELLS).filter(has_text=reads)
+        scope = scope.locator(_ROWS).filter(has=cell).last  # the innermost row (nested tables)
     found = _element(scope, locator)
     return found.nth(locator.nth) if locator.nth is not None else found.first
 
