@@ -381,15 +381,28 @@ def try_one(
         f"try {task_def.name}: item {escape(redact(item.key))} (row {item.row}) "
         f"in {app_def.name} at {options.base_url or app_def.base_url}"
     )
+    shown: list[TrialOutcome] = []
+
+    def keep_open(outcome: TrialOutcome) -> None:
+        _show_trial(outcome)  # the diagnostics while the page they speak of is on the screen
+        shown.append(outcome)
+        _wait_for_enter(outcome)
+
     outcome = asyncio.run(
         trial.execute(
             item,
             input_path,
             until=until,
             on_step=_print_step,
-            keep_open=_wait_for_enter if headed else None,
+            keep_open=keep_open if headed else None,
         )
     )
+    if not shown:
+        _show_trial(outcome)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _show_trial(outcome: TrialOutcome) -> None:
     if outcome.state is ItemState.DONE:
         if outcome.stopped_before:
             stopped = escape(outcome.stopped_before)
@@ -404,7 +417,6 @@ def try_one(
         err.print(f"[red]{kind}:[/] {escape(outcome.message)}")
         for path in outcome.evidence:
             err.print(f"evidence: {escape(path)}")
-    raise typer.Exit(outcome.exit_code)
 
 
 @runs_app.command("list")

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from demo.sample import aanvragen
 from tasks.loading import find_task
-from tests.conftest import DemoApp, Klerk, write_intake
+from tests.conftest import ROOT, DemoApp, Klerk, write_intake
 
 pytestmark = pytest.mark.browser
 
@@ -114,3 +120,83 @@ def test_a_missing_element_exits_3_with_its_diagnostics_and_a_screenshot(
     evidence = re.search(r"^evidence: (.+\.png)$", result.stderr, re.MULTILINE)
     assert evidence and Path(evidence.group(1)).is_file(), result.stderr
     assert Path(evidence.group(1)).parent.parent.name.startswith("try-")
+
+
+@pytest.fixture
+def display() -> Iterator[str]:
+    """A virtual display (Xvfb) for a headed browser on this server."""
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        pytest.skip("Xvfb is not installed (make setup installs it)")
+    number = next(n for n in range(140, 200) if not Path(f"/tmp/.X11-unix/X{n}").exists())
+    server = subprocess.Popen(
+        [xvfb, f":{number}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not Path(f"/tmp/.X11-unix/X{number}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f":{number}"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def _descendants(pid: int) -> list[str]:
+    """The command lines of every process below `pid`."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        with contextlib.suppress(OSError):
+            found.append((Path("/proc") / str(child) / "cmdline").read_bytes().decode())
+        todo.extend(children.get(child, []))
+    return found
+
+
+def test_headed_try_keeps_the_browser_open_on_a_failure_with_the_diagnostics_shown(
+    klerk: Klerk, demo_app: DemoApp, display: str
+) -> None:
+    intake = write_intake(klerk.home / "aanvragen.xlsx", aanvragen(1, bad_rows=False))
+    shipped = find_task(TASK).read_text(encoding="utf-8")
+    task = klerk.home / "proef.yaml"
+    task.write_text(
+        shipped.replace("  - fill: {label: BSN,", "  - timeout_ms: 1000\n    fill: {label: BSM,"),
+        encoding="utf-8",
+    )
+    command = [sys.executable, str(ROOT / "runner.py"), "try", str(task), "--headed"]
+    process = subprocess.Popen(
+        [*command, "--input", str(intake)],
+        cwd=klerk.home,
+        env={**klerk.env, "DISPLAY": display, "COLUMNS": "200"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None and process.stdin is not None
+    said = ""
+    deadline = time.monotonic() + 60
+    while "Press Enter" not in said and time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        said += line
+    try:
+        # while the clerk looks: the message, and a real (headed) browser still running
+        assert "Press Enter to close it" in said, said
+        assert "element not found: label 'BSM' on page /vergunningen/nieuw" in " ".join(
+            said.split()
+        )
+        assert "did you mean label 'BSN'?" in said
+        browsers = [cmd for cmd in _descendants(process.pid) if "chrom" in cmd]
+        assert browsers, "the browser closed before the clerk pressed Enter"
+        assert not any("--headless" in cmd for cmd in browsers)
+    finally:
+        out, rest = process.communicate("\n", timeout=60)
+    assert process.returncode == 3, out + said + rest
+    assert "system error" not in rest  # said once, before the wait
