@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     )
     # --- the scheduler (klerk serve) and its notifications
     schedules_dir: Path | None = Field(None, description="Schedule files; default in the package.")
+    apps_dir: Path | None = Field(
+        None, description="Your own app definitions (YAML), besides klerk's; default <home>/apps."
+    )
     scheduler_poll_seconds: float = Field(
         2.0, gt=0, description="How often serve looks for pause, resume and run-now."
     )
@@ -55,6 +58,10 @@ class Settings(BaseSettings):
     def runs(self) -> Path:
         """The folder for run folders."""
         return (self.runs_dir or self.home / "runs").resolve()
+
+    def apps(self) -> Path:
+        """The folder of the municipality's own app definitions (it need not exist)."""
+        return (self.apps_dir or self.home / "apps").resolve()
 
 
 @lru_cache(maxsize=1)

@@ -489,3 +489,19 @@ def test_shipped_schema_files_are_current(
     assert result.returncode == 0
     shipped = (ROOT / "schemas" / f"{file}.schema.json").read_text(encoding="utf-8")
     assert json.loads(result.stdout) == json.loads(shipped), "run: klerk schema > schemas/..."
+
+
+def test_an_app_of_the_municipality_itself_is_found_in_its_apps_folder(tmp_path: Path) -> None:
+    (tmp_path / "apps").mkdir()
+    shipped = (ROOT / "bots" / "apps" / "parkeren.yaml").read_text(encoding="utf-8")
+    (tmp_path / "apps" / "eigen.yaml").write_text(shipped.replace("name: parkeren", "name: eigen"))
+    own = tmp_path / "taak.yaml"
+    own.write_text(GOOD.replace("app: parkeren", "app: eigen"))
+    typo = tmp_path / "tikfout.yaml"
+    typo.write_text(GOOD.replace("app: parkeren", "app: eigne"))
+
+    result = _klerk("validate", str(own), str(typo), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert f"{own}: ok" in result.stdout
+    assert "unknown app 'eigne'; did you mean 'eigen'?" in result.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tasks.errors import DefinitionError
+from tasks.settings import settings
 
 if TYPE_CHECKING:
     from bots.session import GenericSession
@@ -54,19 +55,27 @@ def load_actions() -> None:
             importlib.import_module(f"bots.apps.{module.stem}")
 
 
+def app_folders() -> list[Path]:
+    """Where app definitions are looked for: the municipality's own folder (KLERK_APPS_DIR,
+    default <home>/apps) first, so that its definitions win, then klerk's bundled ones."""
+    return [settings().apps(), APPS_DIR]
+
+
 def app_names() -> list[str]:
     """The names of the applications klerk knows: one app definition (YAML) each."""
-    return sorted(p.stem for p in APPS_DIR.glob("*.yaml"))
+    return sorted({p.stem for folder in app_folders() for p in folder.glob("*.yaml")})
 
 
 def definition_path(name: str) -> Path:
     """The YAML file of app `name`; a DefinitionError with suggestions when there is none."""
-    path = APPS_DIR / f"{name}.yaml"
-    if path.exists():
-        return path
+    for folder in app_folders():
+        path = folder / f"{name}.yaml"
+        if path.exists():
+            return path
     known = app_names()
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
+    looked = " or ".join(str(folder) for folder in app_folders())
     raise DefinitionError(
-        [f"unknown app {name!r}{hint}: no {path.name} in {APPS_DIR} (known: {', '.join(known)})"]
+        [f"unknown app {name!r}{hint}: no {name}.yaml in {looked} (known: {', '.join(known)})"]
     )
