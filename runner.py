@@ -700,9 +700,11 @@ def validate(
 def _check_actions(task: Task) -> None:
     from bots.apps import find_action
 
-    if task.already_done is not None:
-        find_action(task.app, task.already_done.action)
-    for step in [*task.setup, *task.steps, *task.teardown]:
+    check = task.already_done
+    if check is not None and check.action is not None:
+        find_action(task.app, check.action)
+    looked_up = check.steps if check is not None else []
+    for step in [*task.setup, *task.steps, *task.teardown, *looked_up]:
         action = getattr(step, "action", None)
         if action is not None:
             find_action(task.app, action.name)

@@ -351,6 +351,15 @@ class GenericSession:
             root = self.page.frame_locator(_frame_selector(locator.frame)).first
         return locate(self.page, root, locator)
 
+    async def present(self, locator: Locator) -> bool:
+        """Whether the element is on the page now (visible), without waiting for it."""
+        await self.check_page()
+        found = self.locate(locator)
+        try:
+            return bool(await found.count()) and await found.is_visible()
+        except PlaywrightError:
+            return False
+
     async def settle(self) -> None:
         """After a click or key press: wait for a started navigation, then check the page."""
         with contextlib.suppress(PlaywrightError):

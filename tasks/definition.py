@@ -512,10 +512,29 @@ class RetryPolicy(Model):
 
 
 class AlreadyDone(Model):
-    """The check whether an item was already entered in the app (used on resume)."""
+    """How to tell whether an item is in the app already, checked before an item is entered
+    again after a failure or a crash: steps that look it up and the element that shows it was
+    found (YAML), or a Python action of the app that returns the outputs or nothing."""
 
-    action: str
-    args: dict[str, Any] = Field(default_factory=dict)
+    steps: list[Step] = Field(
+        default_factory=list, description="Look the item up (a search form, a list)."
+    )
+    found: Locator | None = Field(None, description="Present when the item is in the app.")
+    extract: dict[str, ExtractField] = Field(
+        default_factory=dict, description="Outputs to keep when it is found (e.g. zaaknummer)."
+    )
+    action: str | None = Field(None, description="Or: a Python action of the app.")
+    args: dict[str, Any] = Field(default_factory=dict, description="The action's arguments.")
+
+    @model_validator(mode="after")
+    def _one_way_to_check(self) -> AlreadyDone:
+        if (self.action is None) == (self.found is None):
+            raise ValueError("give `found` (with `steps` to look the item up) or `action`")
+        if self.action is not None and (self.steps or self.extract):
+            raise ValueError("`steps` and `extract` go with `found`, not with `action`")
+        if self.found is not None and self.args:
+            raise ValueError("`args` go with `action`")
+        return self
 
 
 class Task(Model):

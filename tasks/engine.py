@@ -24,9 +24,11 @@ from loguru import logger
 
 from tasks import __version__
 from tasks.definition import (
+    AlreadyDone,
     AppDefinition,
     BusinessErrorIfStep,
     ExtractStep,
+    Locator,
     StepModel,
     Task,
     kind_of,
@@ -152,6 +154,11 @@ def resolve_path(template: str, input_path: Path | None) -> Path:
         return Path(render(template, template_context(input_path)))
     except TemplateRenderError as exc:
         raise DataError(f"cannot work out the path {template!r}: {exc}") from None
+
+
+def render_locator(locator: Locator, context: Mapping[str, Any]) -> Locator:
+    """A copy of `locator` with its templates rendered for one item."""
+    return Locator.model_validate(render_tree(locator.model_dump(exclude_none=True), context))
 
 
 def render_step(step: StepModel, context: Mapping[str, Any]) -> StepModel:
@@ -329,6 +336,7 @@ class Run:
         self.progress = progress
         self.credentials_loader = credentials_loader
         self.stop_requested = asyncio.Event()
+        self._extract_found: ExtractStep | None = None
         self.record: RunRecord | None = None
         self.trail: Trail | None = None
         self.ledger: Ledger | None = None
@@ -873,15 +881,21 @@ class Run:
     ) -> dict[str, Any] | None:
         check = self.task.already_done
         assert check is not None
-        args = render_tree(check.args, self._context(context))
+        variables = self._context(context)
         start = time.time()
-        found = await session.call(check.action, args, context)
+        if check.action is not None:
+            how = f"action {check.action}"
+            found = await session.call(check.action, render_tree(check.args, variables), context)
+        else:
+            assert check.found is not None
+            how = f"look-up, found if {check.found.describe()}"
+            found = await self._look_up(session, check, context, variables)
         self._trail().record(
             "already_done_check",
             parent=parent,
             start=start,
             action="read",
-            obj=f"action {check.action}",
+            obj=how,
             result="found" if found else "not found",
             item_key=item.key,
             subject=item.subject,
@@ -889,6 +903,27 @@ class Run:
         if not found:
             return None
         return dict(found) if isinstance(found, Mapping) else {}
+
+    async def _look_up(
+        self,
+        session: BotSession,
+        check: AlreadyDone,
+        context: ItemContext,
+        variables: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        """The already_done check in YAML: its steps, then whether `found` is on the page; the
+        outputs of its `extract` when it is. Outputs stay out of the item until it is found."""
+        lookup = ItemContext(key=context.key, values=context.values, run_id=context.run_id)
+        await perform_steps(check.steps, session, lookup, variables, lambda _done: None)
+        assert check.found is not None
+        if not await session.present(render_locator(check.found, variables)):
+            return None
+        if not check.extract:
+            return {}
+        if self._extract_found is None:
+            self._extract_found = ExtractStep(extract=check.extract)  # one object: cached render
+        outcome = await session.perform(render_step(self._extract_found, variables), lookup)
+        return dict(outcome.outputs)
 
     def _context(self, context: ItemContext) -> dict[str, Any]:
         return item_variables(

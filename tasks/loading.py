@@ -143,8 +143,12 @@ def use_sequences(task: Task, path: Path, app: AppDefinition) -> Task:
     """The task with each `use: NAME` step replaced by the steps of the app's sequence NAME, and
     each `in_frame` group by its steps (in steps, setup and teardown)."""
     lists = {"steps": task.steps, "setup": task.setup, "teardown": task.teardown}
+    check = task.already_done
+    looked_up = check.steps if check is not None else []
     grouped = (UseStep, InFrameStep)
-    if not any(isinstance(step, grouped) for steps in lists.values() for step in steps):
+    if not any(
+        isinstance(step, grouped) for steps in [*lists.values(), looked_up] for step in steps
+    ):
         return task
     _data, positions = read_yaml(path)
     known = sorted(app.sequences)
@@ -175,7 +179,12 @@ def use_sequences(task: Task, path: Path, app: AppDefinition) -> Task:
                 expanded.append(step)
         return expanded
 
-    updates = {field: expand(list(steps), (field,)) for field, steps in lists.items()}
+    updates: dict[str, Any] = {
+        field: expand(list(steps), (field,)) for field, steps in lists.items()
+    }
+    if check is not None:
+        steps = expand(list(check.steps), ("already_done", "steps"))
+        updates["already_done"] = check.model_copy(update={"steps": steps})
     if problems:
         raise DefinitionError(problems)
     return task.model_copy(update=updates)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tasks.errors import KlerkError
 
 if TYPE_CHECKING:
-    from tasks.definition import AppDefinition, SinkSpec, SourceSpec, StepModel
+    from tasks.definition import AppDefinition, Locator, SinkSpec, SourceSpec, StepModel
     from tasks.secrets import Credentials
 
 
@@ -75,6 +75,10 @@ class BotSession(Protocol):
 
     async def call(self, action: str, args: Mapping[str, Any], item: ItemContext) -> Any:
         """Run a named Python action of the bot (used for steps and for the already_done check)."""
+        ...
+
+    async def present(self, locator: Locator) -> bool:
+        """Whether the (rendered) element is on the page now, without waiting for it."""
         ...
 
     async def begin_item(self) -> None:

@@ -202,15 +202,25 @@ def test_a_page_slower_than_its_timeout_is_a_system_error(klerk: Klerk, demo_app
     assert _entered(demo_app.url) == Counter()
 
 
+PYTHON_LOOK_UP = """already_done:
+  action: zoek_aanvraag
+  args: {aanvraagnummer: "{{ item.aanvraagnummer }}"}
+sink:"""
+
+
+@pytest.mark.parametrize("look_up", ["yaml", "python"])
 def test_a_submit_slower_than_its_timeout_is_found_in_the_app_not_entered_twice(
-    klerk: Klerk, demo_app: DemoApp
+    klerk: Klerk, demo_app: DemoApp, look_up: str
 ) -> None:
     rows = aanvragen(1, seed=87, bad_rows=False, prefix="SS-")
     intake = write_intake(klerk.home / "verzenden.xlsx", rows)
     click = "- click: {role: button, name: Aanvragen}"
-    task = _task(
-        klerk, "{attempts: 2, backoff_seconds: 0}", **{click: click + "\n    timeout_ms: 300"}
-    )
+    changes = {click: click + "\n    timeout_ms: 300"}
+    if look_up == "python":  # the app's Python action instead of the shipped YAML look-up
+        shipped = SHIPPED_TASK.read_text(encoding="utf-8")
+        yaml_look_up = shipped[shipped.index("already_done:") : shipped.index("sink:") + 5]
+        changes[yaml_look_up] = PYTHON_LOOK_UP
+    task = _task(klerk, "{attempts: 2, backoff_seconds: 0}", **changes)
     demo_app.faults(latency_ms=1000)
 
     result = klerk("run", str(task), "--input", str(intake))
@@ -218,6 +228,8 @@ def test_a_submit_slower_than_its_timeout_is_found_in_the_app_not_entered_twice(
     assert result.returncode == 0, result.stdout + result.stderr
     (row,) = read_results(klerk.home / "verzenden-resultaten.xlsx")
     assert (row["status"], row["melding"]) == ("done", "al ingevoerd (gevonden bij controle)")
+    (stored,) = [p for p in demo_app.permits() if p["aanvraagnummer"] == "SS-00001"]
+    assert row["zaaknummer"] == stored["zaaknummer"]  # read back by the look-up
     assert _entered(demo_app.url) == Counter({"SS-00001": 1})
     (retry,) = [r for r in _trail(klerk, _run_id(result.stdout)) if r["name"] == "retry"]
     assert retry["attributes"]["bio.result"] == (

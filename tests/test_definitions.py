@@ -316,6 +316,16 @@ CATALOGUE = [
         ["9:54: template syntax error: unexpected '}'"],
     ),
     (
+        "an already_done check that looks up and calls an action",
+        GOOD + "already_done: {action: zoek, found: {css: td}}\n",
+        ["9:15: already_done: give `found` (with `steps` to look the item up) or `action`"],
+    ),
+    (
+        "an already_done look-up that says nothing about what is found",
+        GOOD + "already_done:\n  steps:\n    - goto: /zoeken\n",
+        ["10:3: already_done: give `found` (with `steps` to look the item up) or `action`"],
+    ),
+    (
         "an unknown filter in the sink path",
         GOOD + 'sink: {kind: xlsx, path: "{{ input | result_path }}"}\n',
         ["9:26: unknown filter 'result_path'; did you mean 'results_path'?"],

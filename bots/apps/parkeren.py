@@ -1,9 +1,10 @@
-"""Python actions for the Parkeervergunningen app: what YAML cannot say well.
+"""Python actions for the Parkeervergunningen app: the pattern for what YAML cannot say.
 
-`zoek_aanvraag` looks an application up in the overview by its aanvraagnummer; tasks use it
-as their `already_done` check, so that an item interrupted after submitting is not entered
-again on resume.
-"""
+The shipped task says its `already_done` look-up in YAML (steps, `found`, `extract`). When a
+check needs more than a person does on the screens (a computed value, an API call, a file to
+parse), it becomes a Python action like `zoek_aanvraag` below, the same look-up written out,
+which a task names with `already_done: {action: zoek_aanvraag, args: {...}}`;
+tests/test_app_trouble.py runs both."""
 
 from __future__ import annotations
 
