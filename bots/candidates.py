@@ -34,12 +34,14 @@ _CANDIDATES_JS = """kind => {
     for (const el of document.querySelectorAll('[placeholder]')) {
       if (visible(el)) found.push(['placeholder', '', el.getAttribute('placeholder')]);
     }
-    // captions in a table cell, the field in the next cell: what `next_to` names
+    // captions in a table cell, the field in the next cell: what `next_to` names (a cell
+    // that holds a <label> is offered as that label already)
     const controls = 'input:not([type=hidden]), select, textarea, [role=combobox], '
       + '[role=textbox], [contenteditable=true]';
     for (const cell of document.querySelectorAll('td, th')) {
       const next = cell.nextElementSibling;
       if (next && ['TD', 'TH'].includes(next.tagName) && !cell.querySelector(controls)
+          && !cell.querySelector('label')
           && next.querySelector(controls) && visible(cell)) {
         found.push(['next_to', '', text(cell)]);
       }
