@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
+from jinja2 import TemplateSyntaxError
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -20,6 +21,7 @@ from pydantic import (
 )
 
 from tasks.fields import FieldType
+from tasks.templates import compiled_expression, is_template
 
 
 class Model(BaseModel):
@@ -206,6 +208,26 @@ class StepModel(Model):
 
     title: str | None = Field(None, description="A name for the step in reports and `--until`.")
     timeout_ms: int | None = Field(None, ge=1, description="Override the app's default timeout.")
+    when: str | None = Field(
+        None,
+        description="Do the step only when this is true for the item: an expression without "
+        "{{ }}, e.g. `item.bijlage` (not empty) or `item.soort == 'bedrijf'`.",
+    )
+
+    @field_validator("when")
+    @classmethod
+    def _an_expression(cls, when: str | None) -> str | None:
+        if when is None:
+            return None
+        if is_template(when):
+            raise ValueError(
+                f"an expression, written without {{{{ }}}}: `when: {when.strip('{} ')}`"
+            )
+        try:
+            compiled_expression(when)
+        except TemplateSyntaxError as exc:
+            raise ValueError(f"not an expression: {exc.message}") from None
+        return when
 
 
 class GotoStep(StepModel):
@@ -389,10 +411,21 @@ def in_frame(steps: Sequence[StepModel], frame: str | None = None) -> list[StepM
     framed: list[StepModel] = []
     for step in steps:
         if isinstance(step, InFrameStep):
-            framed.extend(in_frame(step.in_frame.steps, step.in_frame.frame))
+            inner = in_frame(step.in_frame.steps, step.in_frame.frame)
+            framed.extend(only_when(inner, step.when))
         else:
             framed.append(step if frame is None else _framed(step, frame))
     return framed
+
+
+def only_when(steps: Sequence[StepModel], when: str | None) -> list[StepModel]:
+    """The steps of a group (in_frame, a used sequence) with the group's `when` added to each."""
+    if when is None:
+        return list(steps)
+    return [
+        step.model_copy(update={"when": f"({when}) and ({step.when})" if step.when else when})
+        for step in steps
+    ]
 
 
 def _framed(value: Any, frame: str) -> Any:
@@ -520,6 +553,10 @@ class AlreadyDone(Model):
         default_factory=list, description="Look the item up (a search form, a list)."
     )
     found: Locator | None = Field(None, description="Present when the item is in the app.")
+    next: Locator | None = Field(
+        None, description="The link to the next page of a list, to look further on."
+    )
+    max_pages: int = Field(100, ge=1, description="Stop looking after this many pages.")
     extract: dict[str, ExtractField] = Field(
         default_factory=dict, description="Outputs to keep when it is found (e.g. zaaknummer)."
     )
@@ -530,8 +567,8 @@ class AlreadyDone(Model):
     def _one_way_to_check(self) -> AlreadyDone:
         if (self.action is None) == (self.found is None):
             raise ValueError("give `found` (with `steps` to look the item up) or `action`")
-        if self.action is not None and (self.steps or self.extract):
-            raise ValueError("`steps` and `extract` go with `found`, not with `action`")
+        if self.action is not None and (self.steps or self.extract or self.next):
+            raise ValueError("`steps`, `next` and `extract` go with `found`, not with `action`")
         if self.found is not None and self.args:
             raise ValueError("`args` go with `action`")
         return self

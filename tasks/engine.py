@@ -27,6 +27,7 @@ from tasks.definition import (
     AlreadyDone,
     AppDefinition,
     BusinessErrorIfStep,
+    ClickStep,
     ExtractStep,
     Locator,
     StepModel,
@@ -63,7 +64,7 @@ from tasks.secrets import Credentials, load_credentials
 from tasks.signing import load_signer
 from tasks.states import ItemState, RunState
 from tasks.store import RunRecord, Store, WorkItemRecord, from_json, to_json, utcnow
-from tasks.templates import TemplateRenderError, is_template, render, render_tree
+from tasks.templates import TemplateRenderError, evaluate, is_template, render, render_tree
 from tasks.trail import STATUS_ERROR, STATUS_OK, Trail, new_operation_id, new_trace_id
 
 ProgressCallback = Callable[[WorkItemRecord], None]
@@ -286,6 +287,10 @@ async def perform_steps(
             before_step()
         start = time.time()
         try:
+            if step.when is not None and not evaluate(step.when, variables):
+                skipped = StepOutcome(detail=f"skipped: `when: {step.when}` is false")
+                on_step(StepDone(number, step, start, outcome=skipped))
+                continue
             rendered = render_step(step, variables)
             outcome = await session.perform(rendered, context)
         except (BusinessError, AppUnavailableError, BotError, TemplateRenderError) as exc:
@@ -916,7 +921,15 @@ class Run:
         lookup = ItemContext(key=context.key, values=context.values, run_id=context.run_id)
         await perform_steps(check.steps, session, lookup, variables, lambda _done: None)
         assert check.found is not None
-        if not await session.present(render_locator(check.found, variables)):
+        found = render_locator(check.found, variables)
+        next_page = render_locator(check.next, variables) if check.next else None
+        for _page in range(check.max_pages):
+            if await session.present(found):
+                break
+            if next_page is None or not await session.present(next_page):
+                return None
+            await session.perform(ClickStep(click=next_page), lookup)
+        else:
             return None
         if not check.extract:
             return {}

@@ -22,6 +22,7 @@ from tasks.definition import (
     Task,
     UseStep,
     in_frame,
+    only_when,
     step_kind,
 )
 from tasks.errors import DefinitionError
@@ -169,12 +170,12 @@ def use_sequences(task: Task, path: Path, app: AppDefinition) -> Task:
         expanded: list[StepModel] = []
         for index, step in enumerate(steps):
             if isinstance(step, UseStep):
-                expanded.extend(sequence(step, (*loc, index, "use")))
+                expanded.extend(only_when(sequence(step, (*loc, index, "use")), step.when))
             elif isinstance(step, InFrameStep):
                 inner = expand(list(step.in_frame.steps), (*loc, index, "in_frame", "steps"))
                 if step.timeout_ms is not None:
                     inner = [_with_timeout(s, step.timeout_ms) for s in inner]
-                expanded.extend(in_frame(inner, step.in_frame.frame))
+                expanded.extend(only_when(in_frame(inner, step.in_frame.frame), step.when))
             else:
                 expanded.append(step)
         return expanded
@@ -276,11 +277,20 @@ def _describe(
 def _clean_loc(raw: tuple[Any, ...]) -> Loc:
     """The path in the document: without the tags pydantic adds for unions ('fill' twice)."""
     loc: list[str | int] = []
-    for part in raw:
-        if isinstance(part, str) and part.startswith("function-"):
-            continue
+    parts = [part for part in raw if not (isinstance(part, str) and part.startswith("function-"))]
+    for index, part in enumerate(parts):
         # a discriminated union repeats the step kind: ('steps', 0, 'fill', 'fill', 'label')
         if loc and part == loc[-1] and isinstance(part, str) and part in STEP_KINDS:
+            continue
+        # ... or names it before a key every step has: ('steps', 0, 'fill', 'when')
+        following = parts[index + 1] if index + 1 < len(parts) else None
+        if (
+            isinstance(part, str)
+            and part in STEP_KINDS
+            and loc
+            and isinstance(loc[-1], int)
+            and following in StepModel.model_fields
+        ):
             continue
         loc.append(part)
     return tuple(loc)

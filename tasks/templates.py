@@ -98,6 +98,24 @@ def render(source: str, context: Mapping[str, Any]) -> str:
         raise TemplateRenderError(f"template {source!r}: {exc.message or exc}") from None
 
 
+@lru_cache(maxsize=1024)
+def compiled_expression(expression: str) -> Any:
+    """A Jinja expression (as in `when: item.bijlage`), compiled once; a TemplateSyntaxError
+    when it is not one."""
+    return environment().compile_expression(expression, undefined_to_none=False)
+
+
+def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
+    """The value of a Jinja expression for one item."""
+    try:
+        value = compiled_expression(expression)(**context)
+        if isinstance(value, StrictUndefined):
+            value._fail_with_undefined_error()  # a name that is not there is an error
+    except TemplateError as exc:
+        raise TemplateRenderError(f"expression {expression!r}: {exc.message or exc}") from None
+    return value
+
+
 def render_tree(value: Any, context: Mapping[str, Any]) -> Any:
     """Render every string in a nested structure of dicts and lists."""
     if isinstance(value, str):
