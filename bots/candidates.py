@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Frame, Page
 
+from bots.locating import find_frame
 from tasks.definition import Locator
 from tasks.privacy import redact
 
@@ -125,12 +126,7 @@ async def closest(page: Page, locator: Locator) -> list[Candidate]:
     kind, wanted = _looked_for(locator)
     if not wanted:
         return []
-    scope: Page | Frame | None = page
-    if locator.frame:
-        wanted_frame = locator.frame
-        scope = page.frame(name=wanted_frame) or next(
-            (frame for frame in page.frames if wanted_frame in frame.url), None
-        )
+    scope: Page | Frame | None = find_frame(page, locator.frame) if locator.frame else page
     if scope is None:
         return []
     try:

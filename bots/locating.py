@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from playwright.async_api import FrameLocator, Page
+from playwright.async_api import Frame, FrameLocator, Page
 from playwright.async_api import Locator as PwLocator
 
 from tasks.definition import Locator
@@ -45,11 +45,19 @@ def locate(page: Page, root: Page | FrameLocator, locator: Locator) -> PwLocator
         element = _element(page, locator)  # relative: queried inside each candidate region
         scope = scope.locator(_REGIONS).filter(has_text=locator.near).filter(has=element).last
     if locator.in_row_with is not None:
-        reads = re.compile(rf"^\s*{re.escape(locator.in_row_with)}\s*$")
+        words = r"\s+".join(re.escape(word) for word in locator.in_row_with.split())
+        reads = re.compile(rf"^\s*{words}\s*$")  # the whole cell, line breaks as spaces
         cell = root.locator(_CELLS).filter(has_text=reads)
         scope = scope.locator(_ROWS).filter(has=cell).last  # the innermost row (nested tables)
     found = _element(scope, locator)
     return found.nth(locator.nth) if locator.nth is not None else found.first
+
+
+def find_frame(page: Page, frame: str) -> Frame | None:
+    """The frame named `frame`, or else the first whose URL holds it (what `frame:` means)."""
+    return page.frame(name=frame) or next(
+        (found for found in page.frames if frame in found.url), None
+    )
 
 
 def _element(scope: Scope, locator: Locator) -> PwLocator:

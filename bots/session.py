@@ -36,7 +36,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 from bots.apps import find_action
 from bots.browser import CHROMIUM_ARGS, choose_browser, not_found
 from bots.candidates import closest, did_you_mean
-from bots.locating import locate
+from bots.locating import find_frame, locate
 from tasks.definition import (
     ActionStep,
     AppDefinition,
@@ -360,10 +360,14 @@ class GenericSession:
         except PlaywrightError:
             return False
 
-    async def settle(self) -> None:
-        """After a click or key press: wait for a started navigation, then check the page."""
+    async def settle(self, frame: str | None = None) -> None:
+        """After a click or key press: wait for a started navigation (of the window and of the
+        element's frame: a link in a frame loads its page there), then check the page."""
         with contextlib.suppress(PlaywrightError):
             await self.page.wait_for_load_state("domcontentloaded")
+            target = find_frame(self.page, frame) if frame else None
+            if target is not None:
+                await target.wait_for_load_state("domcontentloaded")
         await self.check_page()
 
     async def call(self, action: str, args: Mapping[str, Any], item: ItemContext) -> Any:
@@ -574,7 +578,7 @@ async def _click(
     session: GenericSession, step: ClickStep, item: ItemContext, timeout: int | None
 ) -> StepOutcome:
     await session.locate(step.click).click(timeout=timeout)
-    await session.settle()
+    await session.settle(step.click.frame)
     return StepOutcome()
 
 
@@ -582,7 +586,7 @@ async def _press(
     session: GenericSession, step: PressStep, item: ItemContext, timeout: int | None
 ) -> StepOutcome:
     await session.locate(step.press).press(step.press.key, timeout=timeout)
-    await session.settle()
+    await session.settle(step.press.frame)
     return StepOutcome()
 
 
@@ -667,7 +671,7 @@ async def _extract_table(
         if not await next_link.count():
             break
         await next_link.click(timeout=timeout)
-        await session.settle()
+        await session.settle(args.next.frame)
     return StepOutcome(outputs={args.into: rows}, detail=f"{len(rows)} rows from {pages} pages")
 
 

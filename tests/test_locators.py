@@ -40,6 +40,8 @@ def legacy_page() -> str:
 <tr><th>Zaak</th><th>Actie</th></tr>
 <tr><td>Z-1</td><td><a href="#1" data-t="z1">Bekijken</a></td></tr>
 <tr><td>Z-10</td><td><a href="#10" data-t="z10">Bekijken</a></td></tr>
+<tr><td>Jan  de
+  Vries</td><td><a href="#jdv" data-t="jdv">Bekijken</a></td></tr>
 </table>
 <input placeholder="Zoek op zaaknummer" data-t="zoek">
 <button data-t="opslaan">Opslaan</button>
@@ -115,6 +117,7 @@ def _found(chromium: Chromium, page: Page, **named: Any) -> str:
         ({"role": "link", "name": "Bekijken", "in_row_with": "Z-1"}, "z1"),
         ({"role": "link", "name": "Bekijken", "in_row_with": "Z-10"}, "z10"),
         ({"text": "Bekijken", "near": "Actie", "in_row_with": "Z-10"}, "z10"),
+        ({"role": "link", "in_row_with": "Jan de Vries"}, "jdv"),  # a line break in the cell
     ],
     ids=lambda value: str(value) if not isinstance(value, dict) else " ".join(map(str, value)),
 )
