@@ -22,8 +22,12 @@ $(STAMP): requirements.lock pyproject.toml
 
 # Playwright's own Chromium where it is installed or can be installed; else the system's;
 # else (root with apt-get) Debian's chromium; else a message saying what to install.
+# Xvfb too (root with apt-get): the screen of `klerk record` on a server without one.
 browser: $(STAMP)
 	$(VENV)/bin/klerk browser --install
+	@command -v Xvfb >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb; } || \
+	  echo "no Xvfb: klerk record needs a screen, or --headless (Debian: apt-get install xvfb)"
 
 demo: setup
 	$(VENV)/bin/klerk demo
