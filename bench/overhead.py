@@ -39,6 +39,7 @@ if str(REPO) not in sys.path:  # run as a script: make the repo's packages impor
 from openpyxl import load_workbook  # noqa: E402
 
 from connectors.xlsx import XlsxSink  # noqa: E402
+from demo.afval import AFVAL_PASSWORD, AFVAL_USERNAME  # noqa: E402
 from demo.app import DEMO_PASSWORD, DEMO_USERNAME  # noqa: E402
 from demo.sample import HEADERS, aanvragen  # noqa: E402
 from demo.server import DemoServer  # noqa: E402
@@ -49,6 +50,16 @@ PLAIN_SCRIPT = REPO / "bench" / "plain_playwright.py"
 RUNNER = REPO / "runner.py"
 TARGET = 1.10
 PREFIX = "BENCH-"
+
+
+@dataclass(frozen=True)
+class Job:
+    """The job both sides do: klerk's task, the plain script that does the same, and the app's
+    JSON endpoint that lists what is stored (records with an "aanvraagnummer")."""
+
+    task: str
+    plain_script: Path
+    stored: str
 
 
 @dataclass(frozen=True)
@@ -95,11 +106,11 @@ def api(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
         return json.load(answer)
 
 
-def check_stored(url: str, keys: Sequence[str]) -> str:
+def check_stored(url: str, keys: Sequence[str], endpoint: str = "/api/vergunningen") -> str:
     """'' when every aanvraagnummer in `keys` is stored exactly once, else what is wrong."""
     stored = Counter(
         permit["aanvraagnummer"]
-        for permit in api(url, "/api/vergunningen")
+        for permit in api(url, endpoint)
         if str(permit["aanvraagnummer"]).startswith(PREFIX)
     )
     missing = [key for key in keys if stored[key] == 0]
@@ -133,10 +144,10 @@ def check_results(path: Path, rows: int) -> str:
 # --- the two sides -----------------------------------------------------------------------------
 
 
-def write_intake(path: Path, rows: list[dict[str, Any]]) -> Path:
+def write_intake(path: Path, rows: list[dict[str, Any]], headers: Sequence[str] = HEADERS) -> Path:
     """The intake workbook (sheet "Aanvragen"), written the way the demo's sample is."""
     return XlsxSink(SinkSpec(kind="xlsx", path=str(path), sheet="Aanvragen"), path).write(
-        HEADERS, rows
+        headers, rows
     )
 
 
@@ -153,28 +164,36 @@ def timed(command: list[str], env: dict[str, str], cwd: Path, results: Path) -> 
 
 
 def base_env() -> dict[str, str]:
-    """This environment without klerk settings of its own, plus the demo's credentials."""
+    """This environment without klerk settings of its own, plus the demo apps' credentials."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("KLERK_")}
     env["KLERK_CRED_PARKEREN_USERNAME"] = DEMO_USERNAME
     env["KLERK_CRED_PARKEREN_PASSWORD"] = DEMO_PASSWORD
+    env["KLERK_CRED_AFVAL_USERNAME"] = AFVAL_USERNAME
+    env["KLERK_CRED_AFVAL_PASSWORD"] = AFVAL_PASSWORD
     return env
 
 
-def run_plain(url: str, intake: Path, folder: Path) -> Finished:
+PARKEREN = Job(TASK, PLAIN_SCRIPT, "/api/vergunningen")
+"""Permit applications in Parkeervergunningen: the job of this benchmark."""
+
+
+def run_plain(url: str, intake: Path, folder: Path, job: Job = PARKEREN) -> Finished:
     """Time the plain Playwright script on `intake`."""
     folder.mkdir(parents=True)
     results = folder / "resultaten.xlsx"
-    command = [sys.executable, str(PLAIN_SCRIPT), "--url", url, "--input", str(intake)]
+    command = [sys.executable, str(job.plain_script), "--url", url, "--input", str(intake)]
     command += ["--results", str(results)]
     return timed(command, base_env(), folder, results)
 
 
-def run_klerk(url: str, intake: Path, folder: Path, concurrency: int) -> Finished:
+def run_klerk(
+    url: str, intake: Path, folder: Path, concurrency: int, job: Job = PARKEREN
+) -> Finished:
     """Time `klerk run` on `intake` with a fresh KLERK_HOME (store, trail, run folder)."""
     folder.mkdir(parents=True)
     results = folder / "resultaten.xlsx"
     env = {**base_env(), "KLERK_HOME": str(folder), "KLERK_APP_URL": url}
-    command = [sys.executable, str(RUNNER), "run", TASK, "--input", str(intake)]
+    command = [sys.executable, str(RUNNER), "run", job.task, "--input", str(intake)]
     command += ["--results", str(results), "--concurrency", str(concurrency)]
     finished = timed(command, env, folder, results)
     run_dirs = sorted((folder / "runs").glob("*/"))
@@ -182,17 +201,24 @@ def run_klerk(url: str, intake: Path, folder: Path, concurrency: int) -> Finishe
 
 
 def measure(
-    side: str, round_: int, url: str, intake: Path, keys: list[str], folder: Path, concurrency: int
+    side: str,
+    round_: int,
+    url: str,
+    intake: Path,
+    keys: list[str],
+    folder: Path,
+    concurrency: int,
+    job: Job = PARKEREN,
 ) -> Measurement:
     """Reset the app, run one side, and check that every row was stored exactly once."""
     api(url, "/api/reset", {})
     load = os.getloadavg()[0]
     if side == "plain":
-        finished = run_plain(url, intake, folder)
+        finished = run_plain(url, intake, folder, job)
     else:
-        finished = run_klerk(url, intake, folder, concurrency)
+        finished = run_klerk(url, intake, folder, concurrency, job)
     problems = [f"exit code {finished.exit_code}"] if finished.exit_code != 0 else []
-    problems += [check_stored(url, keys), check_results(finished.results, len(keys))]
+    problems += [check_stored(url, keys, job.stored), check_results(finished.results, len(keys))]
     problem = "; ".join(p for p in problems if p)
     if problem and finished.tail:
         problem += "\n" + "\n".join("      | " + line for line in finished.tail.splitlines())
@@ -334,14 +360,17 @@ def workspace(keep: Path | None, prefix: str = "klerk-bench-") -> Iterator[Path]
 # --- main --------------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(
+    argv: list[str] | None, doc: str = __doc__, *, latency: bool = True
+) -> argparse.Namespace:
+    """The command line (with `--latency-ms` for an app that can be slowed down)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200, help="intake rows (default 200)")
     parser.add_argument("--rounds", type=int, default=3, help="plain+klerk pairs (default 3)")
-    parser.add_argument(
-        "--latency-ms", type=int, default=0, help="demo app latency per request (default 0)"
-    )
+    if latency:
+        parser.add_argument(
+            "--latency-ms", type=int, default=0, help="demo app latency per request (default 0)"
+        )
     parser.add_argument(
         "--concurrency",
         type=int,
@@ -365,6 +394,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def compare(
+    job: Job,
+    url: str,
+    folder: Path,
+    intakes: tuple[Path, Path],
+    keys: list[str],
+    args: argparse.Namespace,
+) -> None:
+    """The side-by-side runs of `job` against the app at `url`, and their figures: a warm-up
+    on the second intake (the first `args.warmup` rows), then `args.rounds` rounds on the first
+    (every row; `keys` are their aanvraagnummers), with the options of `parse_args`."""
+    intake, warmup = intakes
+    if args.warmup > 0:
+        warm_keys = keys[: args.warmup]
+        plain = measure("plain", 0, url, warmup, warm_keys, folder / "warmup-plain", 1, job)
+        klerk = measure("klerk", 0, url, warmup, warm_keys, folder / "warmup-klerk", 1, job)
+        print(
+            f"warm-up with {args.warmup} rows (not counted): plain {plain.seconds:.1f} s, "
+            f"klerk {klerk.seconds:.1f} s",
+            flush=True,
+        )
+        for failed in (m for m in (plain, klerk) if m.problem):
+            print(f"  warm-up {failed.side} FAILED: {failed.problem}", flush=True)
+    print(
+        f"\n  {'round':>5}  {'side':<6} {'wall (s)':>9} {'rows/min':>9} {'ratio':>7}"
+        f" {'CPU (s)':>8} {'load':>6}   stored once"
+    )
+    measurements: list[Measurement] = []
+    for round_ in range(1, args.rounds + 1):
+        for side in ("plain", "klerk"):
+            where = folder / f"round{round_}-{side}"
+            m = measure(side, round_, url, intake, keys, where, args.concurrency, job)
+            measurements.append(m)
+            print_run(m, measurements[-2] if side == "klerk" else None)
+    print_summary(measurements, args.concurrency)
+    last = [m.run_dir for m in measurements if m.side == "klerk" and m.run_dir]
+    if last and last[-1] is not None:
+        print_breakdown(last[-1])
+    if args.keep is not None:
+        print(f"\n  files kept in {folder}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the figures; exit 0 whatever they are."""
     args = parse_args(argv)
@@ -374,48 +445,14 @@ def main(argv: list[str] | None = None) -> int:
         url = server.url
         api(url, "/api/faults", {"latency_ms": args.latency_ms})
         intake = write_intake(folder / "intake.xlsx", rows)
+        warmup = write_intake(folder / "warmup.xlsx", rows[: args.warmup])
         print(
             f"klerk overhead: {args.rows} rows, {args.rounds} rounds, demo app latency "
             f"{args.latency_ms} ms, klerk concurrency {args.concurrency}; "
             f"{os.cpu_count()} CPUs; demo app at {url}",
             flush=True,
         )
-        if args.warmup > 0:
-            warm = write_intake(folder / "warmup.xlsx", rows[: args.warmup])
-            warm_keys = keys[: args.warmup]
-            plain = measure("plain", 0, url, warm, warm_keys, folder / "warmup-plain", 1)
-            klerk = measure("klerk", 0, url, warm, warm_keys, folder / "warmup-klerk", 1)
-            print(
-                f"warm-up with {args.warmup} rows (not counted): plain {plain.seconds:.1f} s, "
-                f"klerk {klerk.seconds:.1f} s",
-                flush=True,
-            )
-            for failed in (m for m in (plain, klerk) if m.problem):
-                print(f"  warm-up {failed.side} FAILED: {failed.problem}", flush=True)
-        print(
-            f"\n  {'round':>5}  {'side':<6} {'wall (s)':>9} {'rows/min':>9} {'ratio':>7}"
-            f" {'CPU (s)':>8} {'load':>6}   stored once"
-        )
-        measurements: list[Measurement] = []
-        for round_ in range(1, args.rounds + 1):
-            for side in ("plain", "klerk"):
-                m = measure(
-                    side,
-                    round_,
-                    url,
-                    intake,
-                    keys,
-                    folder / f"round{round_}-{side}",
-                    args.concurrency,
-                )
-                measurements.append(m)
-                print_run(m, measurements[-2] if side == "klerk" else None)
-        print_summary(measurements, args.concurrency)
-        last = [m.run_dir for m in measurements if m.side == "klerk" and m.run_dir]
-        if last and last[-1] is not None:
-            print_breakdown(last[-1])
-        if args.keep is not None:
-            print(f"\n  files kept in {folder}")
+        compare(PARKEREN, url, folder, (intake, warmup), keys, args)
     return 0
 
 

@@ -19,11 +19,12 @@ import datetime as dt
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from openpyxl import Workbook, load_workbook
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Playwright, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
 SYSTEM_CHROMIUM = "/usr/bin/chromium"
@@ -98,9 +99,12 @@ def enter(page: Page, row: dict[str, Any]) -> tuple[str, str, str]:
     page.get_by_label(text(row["Soort"]).capitalize(), exact=True).check()
     page.get_by_label(DECLARATION).check()
     page.get_by_role("button", name="Aanvragen").click()
-    # Either the confirmation with its zaaknummer or the form again with the refusal.
-    zaaknummer = page.locator("#zaaknummer")
-    refusal = page.locator("div.fout")
+    return outcome(page.locator("#zaaknummer"), page.locator("div.fout"))
+
+
+def outcome(zaaknummer: Locator, refusal: Locator) -> tuple[str, str, str]:
+    """(zaaknummer, status, melding) of what the app shows after sending: the confirmation with
+    its zaaknummer, or the form again with the refusal."""
     zaaknummer.or_(refusal).first.wait_for()
     if refusal.count():
         return "", "business_error", refusal.inner_text().strip()
@@ -118,18 +122,29 @@ def write_results(path: Path, headers: list[str], rows: list[dict[str, Any]]) ->
     workbook.save(path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Enter every row of the intake; exit 0 when all were stored, 1 otherwise."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None, doc: str, credentials: str) -> argparse.Namespace:
+    """The command line of a plain script: the app, the intake, the results, the credentials
+    (default: klerk's KLERK_CRED_<credentials>_USERNAME and _PASSWORD)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--url", required=True, help="base URL of the demo app")
     parser.add_argument("--input", required=True, type=Path, help="intake .xlsx")
     parser.add_argument("--results", required=True, type=Path, help="results .xlsx to write")
-    parser.add_argument("--username", default=os.environ.get("KLERK_CRED_PARKEREN_USERNAME"))
-    parser.add_argument("--password", default=os.environ.get("KLERK_CRED_PARKEREN_PASSWORD"))
+    prefix = f"KLERK_CRED_{credentials}_"
+    parser.add_argument("--username", default=os.environ.get(prefix + "USERNAME"))
+    parser.add_argument("--password", default=os.environ.get(prefix + "PASSWORD"))
     args = parser.parse_args(argv)
     if not args.username or not args.password:
-        parser.error("give --username and --password (or KLERK_CRED_PARKEREN_* variables)")
+        parser.error(f"give --username and --password (or {prefix}* variables)")
+    return args
 
+
+def enter_all(
+    args: argparse.Namespace,
+    log_in: Callable[[Page, str, str], None],
+    enter: Callable[[Page, dict[str, Any]], tuple[str, str, str]],
+) -> int:
+    """Log in once, `enter` every row of the intake, write the results; exit code 0 when
+    every row was stored, 1 otherwise."""
     started = time.perf_counter()
     headers, rows = read_intake(args.input)
     with sync_playwright() as playwright:
@@ -149,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     print(f"{done}/{len(rows)} entered in {elapsed:.1f} s; results in {args.results}")
     return 0 if done == len(rows) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Enter every row of the intake; exit 0 when all were stored, 1 otherwise."""
+    return enter_all(parse_args(argv, __doc__, "PARKEREN"), log_in, enter)
 
 
 if __name__ == "__main__":

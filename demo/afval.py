@@ -4,14 +4,17 @@ It behaves differently from Parkeervergunningen on purpose, so that klerk is tri
 more than one kind of legacy screen: captions in neighbouring table cells instead of labels,
 input names that change on every load, a frameset with the menu on top, a calendar popup,
 a div-based dropdown, a file upload, a modal that asks before submitting, and a list with
-its own paging. Requests live in memory; `GET /api/aanvragen` and `POST /api/reset` serve
-the tests without a session.
+its own paging. A session ends after `session_lifetime` idle seconds; a page asked for after
+that leads to the login page saying so. Requests live in memory; `GET /api/aanvragen`,
+`POST /api/reset` and `POST /api/faults` (`{"session_lifetime": 2}`) serve the tests without
+a session.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hmac
+import json
 import math
 import re
 import secrets
@@ -40,9 +43,11 @@ PAGE_SIZE = 10
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 """The largest attachment the form accepts."""
 
+SESSION_LIFETIME = 1800.0
+"""Idle seconds before a session ends, unless set otherwise (`POST /api/faults`)."""
+
 SESSION_COOKIE = "AFVSESSIE"
 PRE_SESSION_COOKIE = "AFVVOORSESSIE"
-_SESSION_LIFETIME = 1800.0
 _POSTCODE = re.compile(r"^[1-9][0-9]{3} ?[A-Za-z]{2}$")
 
 PageHandler = Callable[[Request, Session], Awaitable[Response]]
@@ -90,8 +95,11 @@ def seed_requests() -> list[Containeraanvraag]:
 class Afvalcontainers:
     """The application's state (requests, sessions) and its pages."""
 
-    def __init__(self, *, users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *, users: dict[str, str] | None = None, session_lifetime: float = SESSION_LIFETIME
+    ) -> None:
         self._lock = threading.Lock()
+        self.session_lifetime = _lifetime(session_lifetime)
         self._requests = seed_requests()
         self._next_number = len(self._requests) + 1
         self.sessions = SessionStore()
@@ -117,17 +125,24 @@ class Afvalcontainers:
             Route("/api/health", self.api_health, methods=["GET"]),
             Route("/api/aanvragen", self.api_aanvragen, methods=["GET"]),
             Route("/api/reset", self.api_reset, methods=["POST"]),
+            Route("/api/faults", self.api_faults, methods=["GET"]),
+            Route("/api/faults", self.api_set_faults, methods=["POST"]),
         ]
 
     def _page(self, handler: PageHandler) -> Callable[[Request], Awaitable[Response]]:
-        """Wrap a page in the session check: without a live session, back to the login."""
+        """Wrap a page in the session check: without a live session, back to the login (which
+        says the session expired when the browser still had one)."""
 
         async def endpoint(request: Request) -> Response:
             session_id = request.cookies.get(SESSION_COOKIE)
-            session = self.sessions.find(session_id, _SESSION_LIFETIME) if session_id else None
-            if session is None:
-                return RedirectResponse("/login", status_code=303)
-            return await handler(request, session)
+            found = self.sessions.find(session_id, self.session_lifetime) if session_id else None
+            if found is None:
+                response = RedirectResponse(
+                    "/login?verlopen=1" if session_id else "/login", status_code=303
+                )
+                response.delete_cookie(SESSION_COOKIE, path="/")
+                return response
+            return await handler(request, found)
 
         return endpoint
 
@@ -135,17 +150,18 @@ class Afvalcontainers:
 
     async def login_form(self, request: Request) -> Response:
         """GET /login: the login form with a CSRF token tied to a pre-session cookie."""
-        return self._login_page(request)
+        return self._login_page(request, expired=request.query_params.get("verlopen") == "1")
 
     def _login_page(
-        self, request: Request, *, username: str = "", failed: bool = False
+        self, request: Request, *, username: str = "", failed: bool = False, expired: bool = False
     ) -> Response:
         pre_session = request.cookies.get(PRE_SESSION_COOKIE) or ""
         is_new = not pre_session
         if is_new:
             pre_session = self._login_tokens.new_pre_session()
         token = self._login_tokens.issue(pre_session)
-        response = HTMLResponse(pages.login(token, username=username, failed=failed))
+        html = pages.login(token, username=username, failed=failed, expired=expired)
+        response = HTMLResponse(html)
         if is_new:
             response.set_cookie(PRE_SESSION_COOKIE, pre_session, httponly=True, samesite="lax")
         return response
@@ -163,7 +179,7 @@ class Afvalcontainers:
         expected = self._users.get(username)
         if expected is None or not hmac.compare_digest(password.encode(), expected.encode()):
             return self._login_page(request, username=username, failed=True)
-        session = self.sessions.start(username, _SESSION_LIFETIME)
+        session = self.sessions.start(username, self.session_lifetime)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(SESSION_COOKIE, session.session_id, httponly=True, samesite="lax")
         return response
@@ -265,9 +281,10 @@ class Afvalcontainers:
     # -- the JSON API for tests ------------------------------------------------------------
 
     async def api_health(self, request: Request) -> Response:
-        """GET /api/health: the app is up, and how many requests it holds."""
+        """GET /api/health: the app is up, how many requests it holds, how many sessions ended."""
         with self._lock:
-            return JSONResponse({"ok": True, "count": len(self._requests)})
+            count = len(self._requests)
+        return JSONResponse({"ok": True, "count": count, "sessions_expired": self.sessions.expired})
 
     async def api_aanvragen(self, request: Request) -> Response:
         """GET /api/aanvragen: every stored request, seed requests included."""
@@ -280,6 +297,23 @@ class Afvalcontainers:
             self._requests = seed_requests()
             self._next_number = len(self._requests) + 1
         return JSONResponse({"ok": True})
+
+    async def api_faults(self, request: Request) -> Response:
+        """GET /api/faults: what can be switched, as it is now."""
+        return JSONResponse({"session_lifetime": self.session_lifetime})
+
+    async def api_set_faults(self, request: Request) -> Response:
+        """POST /api/faults: `{"session_lifetime": seconds}`, the one switch (the input names
+        change on every load regardless); anything else is refused."""
+        try:
+            changes = json.loads(await request.body() or b"{}")
+            if not isinstance(changes, dict) or set(changes) - {"session_lifetime"}:
+                raise ValueError("Afvalcontainers can only switch session_lifetime")
+            if "session_lifetime" in changes:
+                self.session_lifetime = _lifetime(changes["session_lifetime"])
+        except ValueError as problem:
+            return JSONResponse({"ok": False, "error": str(problem)}, status_code=400)
+        return JSONResponse({"session_lifetime": self.session_lifetime})
 
 
 def check_request(values: dict[str, str]) -> str | None:
@@ -302,6 +336,13 @@ def check_request(values: dict[str, str]) -> str | None:
 def create_afval_app(*, users: dict[str, str] | None = None) -> Starlette:
     """The Afvalcontainers app as an ASGI app, with its seed requests."""
     return Afvalcontainers(users=users).asgi
+
+
+def _lifetime(value: object) -> float:
+    """A session lifetime in seconds: a positive number, else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"session_lifetime must be a positive number of seconds, not {value!r}")
+    return float(value)
 
 
 def _format_postcode(postcode: str) -> str:

@@ -43,6 +43,7 @@ LIST_COLUMNS = ("Zaaknummer", "Aanvraagnummer", "Adres", "Postcode", "Container"
 
 MSG_CSRF = "Formulier verlopen of ongeldig (CSRF). Open het formulier opnieuw."
 MSG_LOGIN_FAILED = "Aanmelden mislukt: controleer gebruikersnaam en wachtwoord"
+MSG_SESSION_EXPIRED = "Uw sessie is verlopen. Meld u opnieuw aan."
 MSG_CONFIRM = "Wilt u deze containeraanvraag definitief indienen?"
 MSG_STORED = "De aanvraag is geregistreerd onder zaaknummer"
 
@@ -110,9 +111,14 @@ def page(title: str, body: str, *, script: str = "") -> str:
 """
 
 
-def login(csrf_token: str, *, username: str = "", failed: bool = False) -> str:
-    """The login page: captions in cells, no labels, the CSRF token hidden."""
+def login(
+    csrf_token: str, *, username: str = "", failed: bool = False, expired: bool = False
+) -> str:
+    """The login page: captions in cells, no labels, the CSRF token hidden. Shown in a frame
+    (the session expired while the frameset was open), it takes the whole window."""
     notice = f'<div class="fout">{MSG_LOGIN_FAILED}</div>' if failed else ""
+    if expired:
+        notice = f'<div class="melding">{MSG_SESSION_EXPIRED}</div>{notice}'
     body = f"""<h2>Aanmelden</h2>
 {notice}
 <form method="post" action="/login" target="_top">
@@ -125,7 +131,11 @@ def login(csrf_token: str, *, username: str = "", failed: bool = False) -> str:
 <tr><td></td><td><input type="submit" class="knop" value="Aanmelden"></td></tr>
 </table>
 </form>"""
-    return page(f"Aanmelden - {APP_NAME}", body)
+    return page(f"Aanmelden - {APP_NAME}", body, script=_OUT_OF_FRAMES)
+
+
+# What such applications did when their login page landed in a frame.
+_OUT_OF_FRAMES = "if (top !== self) { top.location.href = self.location.href; }"
 
 
 def frameset() -> str:

@@ -1,13 +1,15 @@
 """Synthetic intake for Afvalcontainers: container requests per address, the same every run.
 
 Pure Python, like `demo.sample`; the tutorial and the benchmark write these rows to a
-spreadsheet with the connectors.
+spreadsheet with the connectors, and the attachments they name with `write_attachments`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from demo.afval_pages import CONTAINERS
 
@@ -56,3 +58,26 @@ def containeraanvragen(
             }
         )
     return rows
+
+
+def attachment(name: str) -> bytes:
+    """The content of a sample attachment: a small JPEG-like file, its size differing by name."""
+    return (
+        b"\xff\xd8\xff\xe0"
+        + f"standplaats {name} ".encode() * (20 + sum(name.encode()) % 17)
+        + b"\xff\xd9"
+    )
+
+
+def write_attachments(rows: Iterable[Mapping[str, str]], folder: Path) -> list[Path]:
+    """Write the attachment each row names (column Bijlage) into `folder`, next to the
+    spreadsheet, where klerk looks for it; the files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for row in rows:
+        name = row.get("Bijlage") or ""
+        if name:
+            path = folder / name
+            path.write_bytes(attachment(name))
+            written.append(path)
+    return written

@@ -18,7 +18,7 @@ from types import TracebackType
 import uvicorn
 from starlette.applications import Starlette
 
-from demo.afval import Afvalcontainers
+from demo.afval import SESSION_LIFETIME, Afvalcontainers
 from demo.app import Parkeervergunningen
 from demo.faults import NO_FAULTS, Faults
 
@@ -146,9 +146,12 @@ class DemoServer:
         return f"DemoServer(url={self.url!r})"
 
 
-def serve_afval(port: int = 8651, host: str = "127.0.0.1") -> None:
+def serve_afval(
+    port: int = 8651, host: str = "127.0.0.1", session_lifetime: float = SESSION_LIFETIME
+) -> None:
     """Serve the second demo application, Afvalcontainers, until interrupted."""
-    uvicorn.run(Afvalcontainers().asgi, host=host, port=port, log_level="warning", access_log=False)
+    app = Afvalcontainers(session_lifetime=session_lifetime)
+    uvicorn.run(app.asgi, host=host, port=port, log_level="warning", access_log=False)
 
 
 class AfvalServer(DemoServer):
@@ -175,8 +178,8 @@ class AfvalServer(DemoServer):
         self.afval.close()
 
     def set_faults(self, faults: Faults) -> None:
-        """Afvalcontainers has no switchable faults."""
-        raise TypeError("Afvalcontainers has no switchable faults")
+        """Afvalcontainers switches only its session lifetime (`POST /api/faults`)."""
+        raise TypeError("Afvalcontainers has no Faults: set server.afval.session_lifetime")
 
     def __enter__(self) -> AfvalServer:
         self.start()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -118,6 +120,20 @@ class Klerk:
         return [path for path in self.home.rglob("*") if path.is_file()]
 
 
+def stand_still(
+    process: subprocess.Popen[str], until: Callable[[], object], seconds: float
+) -> tuple[str, str]:
+    """Let a `klerk.start`ed run work until `until()` holds, stop it for `seconds` (a laptop's
+    lid closed: the app may end its session meanwhile), then let it finish; its output."""
+    deadline = time.monotonic() + 60
+    while not until() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGSTOP)
+    time.sleep(seconds)
+    process.send_signal(signal.SIGCONT)
+    return process.communicate(timeout=120)
+
+
 def _klerk(home: Path, demo_url: str, database_url: str | None = None) -> Klerk:
     env = {
         key: value
@@ -184,14 +200,20 @@ def postgres_url() -> Iterator[str]:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def write_intake(path: Path, rows: list[dict[str, Any]], sheet: str = "Aanvragen") -> Path:
-    """Write intake rows to an .xlsx file the way the demo's sample is written."""
+def write_intake(
+    path: Path,
+    rows: list[dict[str, Any]],
+    sheet: str = "Aanvragen",
+    headers: list[str] | None = None,
+) -> Path:
+    """Write intake rows to an .xlsx file the way the demo's sample is written (the headers of
+    `demo.sample` unless others are given)."""
     from connectors.xlsx import XlsxSink
     from demo.sample import HEADERS
     from tasks.definition import SinkSpec
 
     spec = SinkSpec(kind="xlsx", path=str(path), sheet=sheet)
-    return XlsxSink(spec, path).write(HEADERS, rows)
+    return XlsxSink(spec, path).write(headers or HEADERS, rows)
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:

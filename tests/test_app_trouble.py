@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import signal
 import socket
 import time
 import urllib.request
@@ -19,7 +18,7 @@ import pytest
 
 from demo.sample import aanvragen
 from demo.server import DemoServer
-from tests.conftest import ROOT, DemoApp, Klerk, read_results, write_intake
+from tests.conftest import ROOT, DemoApp, Klerk, read_results, stand_still, write_intake
 
 pytestmark = pytest.mark.browser
 
@@ -247,14 +246,8 @@ def test_a_session_that_ended_while_the_bot_waited_costs_a_login_not_an_attempt(
     demo_app.faults(latency_ms=150, session_lifetime=2.0)
 
     process = klerk.start("run", str(task), "--input", str(intake))
-    deadline = time.monotonic() + 60
-    while not _entered(demo_app.url) and time.monotonic() < deadline:
-        time.sleep(0.05)
     # the runner stands still (a laptop's lid closed) until the app has ended its session
-    process.send_signal(signal.SIGSTOP)
-    time.sleep(3.5)
-    process.send_signal(signal.SIGCONT)
-    out, err = process.communicate(timeout=120)
+    out, err = stand_still(process, lambda: _entered(demo_app.url), 3.5)
 
     assert process.returncode == 0, out + err
     results = read_results(klerk.home / "pauze-resultaten.xlsx")
