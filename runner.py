@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 import webbrowser
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,7 +34,7 @@ from tasks.errors import BusinessError, DefinitionError, KlerkError
 from tasks.export import ExportFormat
 from tasks.loading import find_task, load_model, load_task, use_sequences
 from tasks.plugins import TraceMode
-from tasks.privacy import redact
+from tasks.privacy import add_secrets, redact
 from tasks.report import REPORT_NAME, write_report
 from tasks.settings import Settings, settings, signing_key_path, subject_key
 from tasks.states import ItemState, RunState
@@ -417,6 +417,177 @@ def _show_trial(outcome: TrialOutcome) -> None:
         err.print(f"[red]{kind}:[/] {escape(outcome.message)}")
         for path in outcome.evidence:
             err.print(f"evidence: {escape(path)}")
+
+
+_RECORD_HELP = (
+    "Record what you do in the browser as the steps of a new task definition (YAML).\n\n"
+    "Chromium opens, shown: on a Linux server without a screen (no DISPLAY) on a virtual "
+    "display that klerk starts with Xvfb, or else it says to install xvfb or use --headless. "
+    "With --app it first logs in with the app's own login steps (not recorded), and paths "
+    "are written under the app's base URL.\n\n"
+    "Every page you open by its address, field you type in, option you choose (also in "
+    "drop-downs built from divs), box you tick, button or link you click, file you upload or "
+    "download becomes a step naming the element as you see it: its label, the caption in the "
+    "table cell next to it, a button's or link's text, the table row it is in, the frame it "
+    "is in; CSS only when nothing else names it. Typing into a field is one step with the "
+    "final value; clicks that only focus a field or open a date picker are left out.\n\n"
+    "A typed or chosen value equal to a cell of the --input sample row (or given with --map "
+    "VALUE=COLUMN) becomes a placeholder such as {{ item.bsn }}; the password becomes "
+    "{{ credentials.password }} and is never written or shown; other values that look like "
+    "personal data (BSN, IBAN, e-mail) stay as typed, with a warning.\n\n"
+    "Close the page, or press Ctrl-C here, to stop: the definition is written then, whole or "
+    "not at all, never over an existing file without --force.\n\n"
+    "This is klerk's own recorder (a script in every frame reporting to Playwright), not "
+    "Playwright's codegen: codegen writes code, and cannot name a field by the caption next "
+    "to it."
+)
+
+
+@app.command(help=_RECORD_HELP)
+def record(
+    url: Annotated[
+        str, typer.Argument(help="The page to start at; with --app also a path such as /.")
+    ],
+    app_name: Annotated[
+        str | None,
+        typer.Option("--app", help="The app (bots/apps/): logs in first, paths under its URL."),
+    ] = None,
+    input_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--input", "-i", help="Sample .xlsx/.csv: values equal to its row become columns."
+        ),
+    ] = None,
+    row: Annotated[
+        int | None, typer.Option(min=2, help="The sample row (its number in the file).")
+    ] = None,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="VALUE=COLUMN: this typed value is that column (repeatable)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="The definition to write; default NAME.yaml here.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="The task's name; default APP-opname.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace --out when it exists.")] = False,
+    headless: Annotated[
+        bool, typer.Option(help="No window (for automation, with --cdp-port).")
+    ] = False,
+    cdp_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Let another program drive the recording browser over CDP on this port, "
+            "for tests and demos."
+        ),
+    ] = None,
+    app_url: Annotated[str | None, typer.Option(help="Base URL of the app (override).")] = None,
+) -> None:
+    """Record what you do in the browser as the steps of a new task definition (YAML)."""
+    from bots.recorder import Recorder, RecorderOptions
+    from tasks.recording import (
+        Placeholders,
+        Recorded,
+        RecordedStep,
+        Recording,
+        app_for,
+        credentials_name,
+        mappings,
+        read_sample,
+        recorded_name,
+        save_definition,
+        start_url,
+        write_definition,
+    )
+    from tasks.secrets import load_credentials
+
+    current = _wire()
+    app_def = load_model(definition_path(app_name), AppDefinition) if app_name else None
+    base_url = (app_url or current.app_url or app_def.base_url) if app_def else None
+    if base_url is None and url.startswith("/"):
+        raise KlerkError(f"{url} is a path: give a whole URL, or --app for the app it is in")
+    start = start_url(url, base_url)
+    task_app = app_name or app_for(start, _base_urls())
+    task_name = recorded_name(name, task_app)
+    target = (out or Path(f"{task_name}.yaml")).resolve()
+    if target.exists() and not force:
+        raise KlerkError(f"{target} exists; give another --out, or --force to replace it")
+    sample = read_sample(input_file.resolve(), row) if input_file is not None else None
+    pairs = mappings(mapping or [])
+    reference = credentials_name(task_app) if app_def is not None and app_def.login else None
+    credentials = load_credentials(reference) if reference else None
+    if credentials is not None:
+        add_secrets([credentials.password.get_secret_value()])
+    placeholders = Placeholders(
+        sample,
+        pairs,
+        (credentials.username, credentials.password.get_secret_value()) if credentials else None,
+    )
+
+    def said(text: str) -> None:
+        console.print(text, markup=False, soft_wrap=True)
+        sys.stdout.flush()
+
+    def recorded_step(step: RecordedStep) -> None:
+        said(f"  + {step.label()}")
+
+    recording = Recording(base_url, on_step=recorded_step)
+    options = RecorderOptions(
+        url=start,
+        app=app_def,
+        base_url=base_url,
+        credentials=credentials,
+        headless=headless,
+        cdp_port=cdp_port,
+    )
+    asyncio.run(_until_stopped(Recorder(options, recording, said).run))
+    schema = Path(__file__).parent / "schemas" / "task.schema.json"
+    written = write_definition(
+        recording,
+        placeholders,
+        Recorded(
+            name=task_name,
+            app=task_app,
+            url=start,
+            credentials=reference,
+            schema=os.path.relpath(schema, target.parent) if schema.exists() else None,
+        ),
+    )
+    save_definition(written.text, target, force=force)
+    said(f"wrote {target}: {written.steps} steps")
+    for line in written.placeholders:
+        said(f"  placeholder: {line}")
+    for note in recording.notes:
+        err.print(f"note: {note}", markup=False, soft_wrap=True)
+    for warning in written.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    try:
+        load_task(target, apps=app_names())
+    except DefinitionError as exc:
+        for problem in exc.problems:
+            err.print(f"[yellow]to do:[/] {escape(problem)}", soft_wrap=True)
+    raise typer.Exit(EXIT_OK)
+
+
+def _base_urls() -> dict[str, str]:
+    """The base URL of every app that has a readable definition."""
+    found = {}
+    for known in app_names():
+        with contextlib.suppress(DefinitionError):
+            found[known] = load_model(definition_path(known), AppDefinition).base_url
+    return found
+
+
+async def _until_stopped(record: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run a recording until the page closes, or Ctrl-C (or SIGTERM) stops it cleanly."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await record(stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 @runs_app.command("list")
@@ -1233,35 +1404,42 @@ def schedule_fire(
 
 @app.command("demo-app")
 def demo_app(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8650,
+    port: Annotated[
+        int | None, typer.Option(help="Port on 127.0.0.1 (parkeren 8650, afval 8651).")
+    ] = None,
     latency_ms: Annotated[int, typer.Option(help="Delay of every page.")] = 0,
     error_rate: Annotated[float, typer.Option(help="Share of pages answered with HTTP 500.")] = 0.0,
     busy_rate: Annotated[float, typer.Option(help="Share of 'systeem is bezet' pages.")] = 0.0,
     session_lifetime: Annotated[
-        float, typer.Option(help="Idle seconds until a session expires.")
-    ] = 900.0,
+        float | None,
+        typer.Option(help="Idle seconds until a session expires (parkeren 900, afval 1800)."),
+    ] = None,
     random_ids: Annotated[bool, typer.Option(help="Field ids and names change per load.")] = False,
     seed: Annotated[int | None, typer.Option(help="Seed for the faults.")] = None,
     db: Annotated[str | None, typer.Option(help="SQLite file for the permits.")] = None,
     app_name: Annotated[
-        str, typer.Option("--app", help="Which demo app: parkeren or afval (no faults).")
+        str,
+        typer.Option("--app", help="Which demo app: parkeren, or afval (only --session-lifetime)."),
     ] = "parkeren",
 ) -> None:
     """Serve a demo application on its own: Parkeervergunningen, or Afvalcontainers."""
+    from demo.afval import SESSION_LIFETIME
     from demo.faults import Faults
     from demo.server import serve, serve_afval
 
     if app_name == "afval":
+        port = port or 8651
         console.print(f"Afvalcontainers on http://127.0.0.1:{port} (Ctrl-C stops)")
-        serve_afval(port=port)
+        serve_afval(port=port, session_lifetime=session_lifetime or SESSION_LIFETIME)
         return
     if app_name != "parkeren":
         raise typer.BadParameter(f"unknown demo app {app_name!r}; choose parkeren or afval")
+    port = port or 8650
     faults = Faults(
         latency_ms=latency_ms,
         error_rate=error_rate,
         busy_rate=busy_rate,
-        session_lifetime=session_lifetime,
+        session_lifetime=session_lifetime or 900.0,
         random_ids=random_ids,
         seed=seed,
     )
@@ -1318,16 +1496,31 @@ def sample(
     rows: Annotated[int, typer.Option(min=1, help="How many applications.")] = 50,
     seed: Annotated[int, typer.Option(help="Seed, for the same rows every time.")] = 2026,
     bad_rows: Annotated[bool, typer.Option(help="Include the three deliberate bad rows.")] = True,
+    app_name: Annotated[
+        str, typer.Option("--app", help="For which demo app: parkeren, or afval.")
+    ] = "parkeren",
 ) -> None:
-    """Write a synthetic intake spreadsheet (test BSNs, nobody's real data) to try klerk on."""
+    """Write a synthetic intake spreadsheet (test BSNs, nobody's real data) to try klerk on;
+    for afval also the attachments its rows name, next to it."""
+    from demo.afval_sample import HEADERS as AFVAL_HEADERS
+    from demo.afval_sample import containeraanvragen, write_attachments
     from demo.sample import HEADERS, aanvragen
     from tasks.definition import SinkSpec
     from tasks.plugins import make_sink
 
     _wire()
     spec = SinkSpec(kind="xlsx", path=str(output), sheet="Aanvragen")
-    written = make_sink(spec, output).write(HEADERS, aanvragen(rows, seed=seed, bad_rows=bad_rows))
-    console.print(f"{rows} applications written to {written}")
+    if app_name == "afval":
+        requests = containeraanvragen(rows, seed=seed)
+        written = make_sink(spec, output).write(AFVAL_HEADERS, requests)
+        files = write_attachments(requests, written.parent)
+        console.print(f"{rows} requests written to {written}, {len(files)} attachments beside it")
+    elif app_name == "parkeren":
+        applications = aanvragen(rows, seed=seed, bad_rows=bad_rows)
+        written = make_sink(spec, output).write(HEADERS, applications)
+        console.print(f"{rows} applications written to {written}")
+    else:
+        raise typer.BadParameter(f"unknown demo app {app_name!r}; choose parkeren or afval")
 
 
 @app.command()

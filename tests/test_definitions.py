@@ -222,7 +222,7 @@ CATALOGUE = [
         "a timeout in words",
         GOOD + "  - click: {text: OK}\n    timeout_ms: lang\n",
         [
-            "9:12: step 3 (click).timeout_ms: Input should be a valid integer, unable to parse "
+            "10:17: step 3.timeout_ms: Input should be a valid integer, unable to parse "
             "string as an integer (got 'lang')"
         ],
     ),
@@ -326,6 +326,18 @@ CATALOGUE = [
         ["10:3: already_done: give `found` (with `steps` to look the item up) or `action`"],
     ),
     (
+        "a when written as a template",
+        GOOD.replace(
+            "  - fill: {label: BSN,", "  - when: '{{ item.bsn }}'\n    fill: {label: BSN,"
+        ),
+        ["8:11: step 2.when: an expression, written without {{ }}: `when: item.bsn`"],
+    ),
+    (
+        "a when that is no expression",
+        GOOD.replace("  - fill: {label: BSN,", "  - when: item.bsn ==\n    fill: {label: BSN,"),
+        ["8:11: step 2.when: not an expression: unexpected 'end of template'"],
+    ),
+    (
         "an unknown filter in the sink path",
         GOOD + 'sink: {kind: xlsx, path: "{{ input | result_path }}"}\n',
         ["9:26: unknown filter 'result_path'; did you mean 'results_path'?"],
@@ -338,12 +350,12 @@ INSTALLED = [
     (
         "a typo in the app",
         GOOD.replace("app: parkeren", "app: parkeer"),
-        ["2:6: unknown app 'parkeer'; did you mean 'parkeren'?; expected one of: parkeren"],
+        ["2:6: unknown app 'parkeer'; did you mean 'parkeren'?; expected one of: afval, parkeren"],
     ),
     (
         "an app that is not there",
         GOOD.replace("app: parkeren", "app: zaaksysteem"),
-        ["2:6: unknown app 'zaaksysteem'; expected one of: parkeren"],
+        ["2:6: unknown app 'zaaksysteem'; expected one of: afval, parkeren"],
     ),
     (
         "a typo in the source kind",
