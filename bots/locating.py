@@ -32,6 +32,7 @@ _REGIONS = (
     "[role=dialog], [role=alertdialog], [role=group], [role=region], [role=form]"
 )
 _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZÀÁÂÄÈÉÊËÌÍÎÏÒÓÔÖÙÚÛÜ"
+_NEXT_CELL = f"/following-sibling::*[{_CELL}][1]"
 
 
 def locate(page: Page, root: Page | FrameLocator, locator: Locator) -> PwLocator:
@@ -80,14 +81,18 @@ def _element(scope: Scope, locator: Locator) -> PwLocator:
 def next_to_xpath(caption: str, *, exact: bool) -> str:
     """The fields in the cell right of a cell that reads `caption` (the whole text when
     `exact`, else a part of it, ignoring case); the caption cell holds no field itself."""
+    return f"{_caption_cell(caption, exact=exact)}{_NEXT_CELL}//*[{CONTROLS}]"
+
+
+def _caption_cell(caption: str, *, exact: bool) -> str:
+    """The table cells that read `caption` and hold no field themselves (XPath)."""
     if exact:
         reads = f"normalize-space(.)={xpath_literal(' '.join(caption.split()))}"
     else:
         lower = caption.lower()
         text = f"translate(normalize-space(.), '{_UPPER}', '{_UPPER.lower()}')"
         reads = f"contains({text}, {xpath_literal(' '.join(lower.split()))})"
-    caption_cell = f"//*[{_CELL}][{reads}][not(.//*[{CONTROLS}])]"
-    return f"{caption_cell}/following-sibling::*[{_CELL}][1]//*[{CONTROLS}]"
+    return f"//*[{_CELL}][{reads}][not(.//*[{CONTROLS}])]"
 
 
 def xpath_literal(text: str) -> str:
@@ -98,3 +103,23 @@ def xpath_literal(text: str) -> str:
         return f'"{text}"'
     parts = text.split("'")
     return "concat(" + ', "\'", '.join(f"'{part}'" for part in parts) + ")"
+
+
+FIELDS = (
+    "input:not([type=hidden]), textarea, select, [role=combobox], [role=textbox],"
+    " [role=listbox], [contenteditable=true]"
+)
+"""What a person types or chooses in: masked on every screenshot, whatever its label."""
+
+
+def evidence_masks(page: Page, personal: tuple[str, ...]) -> list[PwLocator]:
+    """What a screenshot of `page` must hide, in every frame: each field, and for each of the
+    app's `personal` labels the field so labelled and the whole cell next to a caption that
+    reads it (a part of it, ignoring case), so a value shown as text is hidden too."""
+    masks: list[PwLocator] = []
+    for frame in page.frames:
+        masks.append(frame.locator(FIELDS))
+        for label in personal:
+            masks.append(frame.get_by_label(label))
+            masks.append(frame.locator("xpath=" + _caption_cell(label, exact=False) + _NEXT_CELL))
+    return masks

@@ -36,7 +36,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 from bots.apps import find_action
 from bots.browser import CHROMIUM_ARGS, choose_browser, not_found
 from bots.candidates import closest, did_you_mean
-from bots.locating import find_frame, locate
+from bots.locating import evidence_masks, find_frame, locate
 from tasks.definition import (
     ActionStep,
     AppDefinition,
@@ -420,8 +420,7 @@ class GenericSession:
         # the trace first, so that the screenshot is not in it
         trace = await self._keep_trace(folder / f"{name}.trace.zip") if self.tracing else None
         path = folder / f"{name}.png"
-        masks = [self.page.locator("input, textarea, select")]
-        masks.extend(self.page.get_by_label(label) for label in self.bot.options.mask_labels)
+        masks = evidence_masks(self.page, self.bot.options.mask_labels)
         try:
             await self.page.screenshot(path=path, full_page=True, mask=masks, timeout=10_000)
         except PlaywrightError as exc:

@@ -5,6 +5,7 @@ regions (`near`, `in_row_with`), the n-th match, and the candidates offered when
 from __future__ import annotations
 
 import asyncio
+import base64
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from bots.browser import CHROMIUM_ARGS, choose_browser
 from bots.candidates import closest, did_you_mean
-from bots.locating import locate, xpath_literal
+from bots.locating import evidence_masks, locate, xpath_literal
 from tasks.definition import Locator
 
 pytestmark = pytest.mark.browser
@@ -183,3 +184,79 @@ def test_xpath_literals_hold_any_quote() -> None:
     assert xpath_literal("abc") == "'abc'"
     assert xpath_literal("it's") == '"it\'s"'
     assert xpath_literal("""'a' "b\"""") == """concat('', "'", 'a', "'", ' "b"')"""
+
+
+MAGENTA = (255, 0, 255)  # the colour Playwright paints over a masked element
+
+
+def _pixels(
+    chromium: Chromium, png: bytes, points: list[tuple[float, float]]
+) -> list[tuple[int, ...]]:
+    """The colour at each point of a PNG, decoded by the browser itself."""
+    viewer: Page = chromium.run(chromium.browser.new_page())
+    try:
+        return [
+            tuple(rgb)
+            for rgb in chromium.run(
+                viewer.evaluate(
+                    """async ([data, points]) => {
+                        const img = new Image();
+                        img.src = 'data:image/png;base64,' + data;
+                        await img.decode();
+                        const canvas = document.createElement('canvas');
+                        canvas.width = img.width; canvas.height = img.height;
+                        const ctx = canvas.getContext('2d');
+                        ctx.drawImage(img, 0, 0);
+                        return points.map(([x, y]) =>
+                            Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3)));
+                    }""",
+                    [base64.b64encode(png).decode(), points],
+                )
+            )
+        ]
+    finally:
+        chromium.run(viewer.close())
+
+
+def test_a_screenshot_hides_fields_and_personal_captions_in_every_frame(
+    chromium: Chromium, page: Page
+) -> None:
+    """Evidence of a framed legacy app: the address typed in a frame, the postcode shown as
+    text next to its caption, the div drop-down and the BSN on top are all painted over; the
+    page's headings and a value that is not personal stay readable."""
+    inner = """<table>
+<tr><td>Straat en huisnummer</td><td><input value="Kerkstraat 1" data-t="adres"></td></tr>
+<tr><td>Postcode:</td><td data-t="postcode">1234 AB</td></tr>
+<tr><td>Soort</td><td data-t="soort">Restafval 240 liter</td></tr>
+<tr><td>Container</td><td><div role="combobox" data-t="keuze">GFT 140 liter</div></td></tr>
+</table>""".replace('"', "&quot;")
+    chromium.run(
+        page.set_content(
+            '<h1 data-t="kop">Aanvraag bekijken</h1><label>BSN <input data-t="bsn"'
+            ' value="111222333"></label><br>'
+            f'<iframe name="main" srcdoc="{inner}" style="width:600px;height:200px"></iframe>'
+        )
+    )
+    frame = page.frame(name="main")
+    assert frame is not None
+    chromium.run(frame.wait_for_load_state())
+    masks = evidence_masks(page, ("Postcode",))
+    png = chromium.run(page.screenshot(full_page=True, mask=masks))
+
+    async def centres() -> dict[str, tuple[float, float]]:
+        found = {}
+        for scope in (page, frame):
+            for element in await scope.locator("[data-t]").all():
+                box = await element.bounding_box()
+                assert box is not None
+                found[await element.get_attribute("data-t")] = (
+                    box["x"] + box["width"] / 2,
+                    box["y"] + box["height"] / 2,
+                )
+        return found
+
+    where = chromium.run(centres())
+    names = sorted(where)
+    colours = dict(zip(names, _pixels(chromium, png, [where[n] for n in names]), strict=True))
+    hidden = {name for name, colour in colours.items() if colour == MAGENTA}
+    assert hidden == {"bsn", "adres", "postcode", "keuze"}, colours
