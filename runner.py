@@ -28,7 +28,7 @@ import bots
 import connectors
 from bots.apps import app_names, definition_path
 from tasks import __version__
-from tasks.definition import AppDefinition, Task
+from tasks.definition import AppDefinition, Task, in_frame
 from tasks.engine import Run, RunOptions, RunSummary, StepDone
 from tasks.errors import BusinessError, DefinitionError, KlerkError
 from tasks.export import ExportFormat
@@ -847,17 +847,25 @@ def audit_export(
 
 @app.command()
 def validate(
-    files: Annotated[list[Path] | None, typer.Argument(help="Task files; default: all.")] = None,
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Task or app files; default: all known.")
+    ] = None,
 ) -> None:
-    """Check task definitions: every problem with file:line:column and a suggestion."""
+    """Check task and app definitions: every problem with file:line:column and a suggestion."""
     _wire()
-    paths = files or sorted(Path(__file__).parent.joinpath("tasks", "definitions").glob("*.yaml"))
+    from bots.apps import app_folders
+
+    bundled = sorted(Path(__file__).parent.joinpath("tasks", "definitions").glob("*.yaml"))
+    apps = [path for folder in app_folders() for path in sorted(folder.glob("*.yaml"))]
     failed = 0
-    for path in paths:
+    for path in files or [*bundled, *apps]:
         try:
-            task = load_task(path, apps=app_names())
-            app_def = load_model(definition_path(task.app), AppDefinition)
-            _check_actions(use_sequences(task, path, app_def))
+            if _is_app_file(path):
+                _check_app(path)
+            else:
+                task = load_task(path, apps=app_names())
+                app_def = load_model(definition_path(task.app), AppDefinition)
+                _check_actions(use_sequences(task, path, app_def))
         except DefinitionError as exc:
             failed += 1
             for problem in exc.problems:
@@ -866,6 +874,32 @@ def validate(
         console.print(f"{path}: ok")
     if failed:
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _is_app_file(path: Path) -> bool:
+    """An app definition: a file in an apps folder, or one with a `base_url` and no `steps`."""
+    import yaml
+
+    from bots.apps import app_folders
+
+    if path.resolve().parent in {folder.resolve() for folder in app_folders()}:
+        return True
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeError, yaml.YAMLError):
+        return False  # the task loader says what is wrong with it
+    return isinstance(data, dict) and "base_url" in data and "steps" not in data
+
+
+def _check_app(path: Path) -> None:
+    from bots.apps import find_action
+
+    app_def = load_model(path, AppDefinition)
+    for steps in [app_def.login, *app_def.sequences.values()]:
+        for step in in_frame(steps):
+            action = getattr(step, "action", None)
+            if action is not None:
+                find_action(path.stem, action.name)
 
 
 def _check_actions(task: Task) -> None:

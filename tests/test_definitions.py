@@ -484,7 +484,11 @@ def test_validate_names_unknown_connectors_with_their_place(tmp_path: Path) -> N
 def test_shipped_definitions_validate(tmp_path: Path) -> None:
     result = _klerk("validate", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count(": ok") == len(list((ROOT / "tasks" / "definitions").glob("*.yaml")))
+    shipped = [
+        *(ROOT / "tasks" / "definitions").glob("*.yaml"),
+        *(ROOT / "bots" / "apps").glob("*.yaml"),
+    ]
+    assert result.stdout.count(": ok") == len(shipped)
 
 
 def test_schema_describes_steps(tmp_path: Path) -> None:
@@ -527,3 +531,33 @@ def test_an_app_of_the_municipality_itself_is_found_in_its_apps_folder(tmp_path:
     assert result.returncode == 2
     assert f"{own}: ok" in result.stdout
     assert "unknown app 'eigne'; did you mean 'eigen'?" in result.stderr
+
+
+def test_validate_checks_an_app_file_as_an_app(tmp_path: Path) -> None:
+    """An app definition, in the apps folder or given by path, is checked against the app
+    schema (not reported as a task lacking `steps`), with line and column."""
+    (tmp_path / "apps").mkdir()
+    shipped = (ROOT / "bots" / "apps" / "afval.yaml").read_text(encoding="utf-8")
+    broken = tmp_path / "apps" / "containers.yaml"
+    broken.write_text(shipped.replace("session_expired:", "sesion_expired:"), encoding="utf-8")
+    elsewhere = tmp_path / "containers-kopie.yaml"
+    elsewhere.write_text(shipped.replace("timeout_ms: ", "timeout_ms: x"), encoding="utf-8")
+
+    given = _klerk(
+        "validate", str(ROOT / "bots" / "apps" / "afval.yaml"), str(elsewhere), cwd=tmp_path
+    )
+    everything = _klerk("validate", cwd=tmp_path)
+
+    assert given.returncode == 2
+    assert f"{ROOT / 'bots' / 'apps' / 'afval.yaml'}: ok" in given.stdout
+    line = next(
+        n for n, text in enumerate(shipped.splitlines(), 1) if text.startswith("timeout_ms:")
+    )
+    assert given.stderr.startswith(
+        f"{elsewhere}:{line}:13: timeout_ms: Input should be a valid integer"
+    )
+    assert everything.returncode == 2
+    assert "needs `steps`" not in everything.stderr
+    assert f"{broken}:" in everything.stderr
+    assert "unknown key 'sesion_expired'" in everything.stderr
+    assert "did you mean 'session_expired'?" in everything.stderr

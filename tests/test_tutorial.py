@@ -60,7 +60,7 @@ def test_the_tutorial_names_its_files_and_commands() -> None:
     files = [p.path for p in parts if p.kind == "file"]
     commands = [shlex.split(p.text)[1] for p in parts if p.kind == "command"]
     assert files == ["apps/containers.yaml", ".env", "containers-invoeren.yaml"]
-    assert commands == ["demo-app", "sample", "record", "validate", "try", "run"]
+    assert commands == ["demo-app", "validate", "sample", "record", "validate", "try", "run"]
     assert [p.path for p in parts if p.kind == "recorded"] == ["containers-invoeren.yaml"]
 
 
@@ -142,7 +142,7 @@ def test_the_tutorial_automates_afvalcontainers_as_written(
                     assert "stopped before Bevestigen" in result.stdout, result.stdout
                     assert len(_stored(afval)) == seeded  # nothing sent
             done.append(args[0])
-    assert done == ["sample", "record", "validate", "try", "run"]
+    assert done == ["validate", "sample", "record", "validate", "try", "run"]
 
     rows = read_results(klerk.home / "containers.xlsx")
     stored = {r["aanvraagnummer"]: r for r in _stored(afval)[seeded:]}
