@@ -16,7 +16,7 @@ from playwright.async_api import Locator as PwLocator
 
 from tasks.definition import Locator
 
-Scope = Page | FrameLocator | PwLocator
+Scope = Page | Frame | FrameLocator | PwLocator
 
 CONTROLS = (
     "self::input[not(@type='hidden')] or self::select or self::textarea"
@@ -35,7 +35,7 @@ _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZÀÁÂÄÈÉÊËÌÍÎÏÒÓÔÖÙÚÛÜ"
 _NEXT_CELL = f"/following-sibling::*[{_CELL}][1]"
 
 
-def locate(page: Page, root: Page | FrameLocator, locator: Locator) -> PwLocator:
+def locate(page: Page, root: Page | Frame | FrameLocator, locator: Locator) -> PwLocator:
     """The Playwright locator of the element `locator` names, in `root` (the page or a frame).
 
     Narrowing goes from large to small: the smallest region that holds both the `near` text
@@ -43,7 +43,8 @@ def locate(page: Page, root: Page | FrameLocator, locator: Locator) -> PwLocator
     """
     scope: Scope = root
     if locator.near is not None:
-        element = _element(page, locator)  # relative: queried inside each candidate region
+        # relative: queried inside each candidate region, so of the frame the regions are in
+        element = _element(root if isinstance(root, Frame) else page, locator)
         scope = scope.locator(_REGIONS).filter(has_text=locator.near).filter(has=element).last
     if locator.in_row_with is not None:
         words = r"\s+".join(re.escape(word) for word in locator.in_row_with.split())
@@ -118,6 +119,8 @@ def evidence_masks(page: Page, personal: tuple[str, ...]) -> list[PwLocator]:
     reads it (a part of it, ignoring case), so a value shown as text is hidden too."""
     masks: list[PwLocator] = []
     for frame in page.frames:
+        if frame.is_detached():
+            continue
         masks.append(frame.locator(FIELDS))
         for label in personal:
             masks.append(frame.get_by_label(label))

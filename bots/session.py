@@ -14,7 +14,8 @@ import shutil
 import tempfile
 import uuid
 import zipfile
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -23,9 +24,11 @@ from loguru import logger
 from playwright.async_api import (
     Browser,
     BrowserContext,
+    Frame,
     FrameLocator,
     Page,
     Playwright,
+    Request,
     Response,
     async_playwright,
 )
@@ -74,11 +77,21 @@ from tasks.privacy import redact, redact_archive
 from tasks.secrets import Credentials
 from tasks.templates import render_tree
 
-# The phrases are looked for in the browser, so only the ones found cross to Python; and in
-# textContent, not innerText, which would force a layout of the page on every check.
+# The window's document and those of its frames, read in one call (a frame of another origin
+# cannot be read from here: its URL and HTTP status still count). The phrases are looked for in
+# the browser, so only the ones found cross to Python; and in textContent, not innerText, which
+# would force a layout of the page on every check.
 _PAGE_STATE_JS = """phrases => {
-  const text = document.body ? document.body.textContent : '';
-  return [location.href, document.title, phrases.filter(phrase => text.includes(phrase))];
+  const documents = [];
+  const read = view => {
+    let doc;
+    try { doc = view.document; doc.title; } catch (error) { return; }
+    const text = doc.body ? doc.body.textContent : '';
+    documents.push([view.location.href, doc.title, phrases.filter(p => text.includes(p))]);
+    for (let i = 0; i < view.frames.length; i++) read(view.frames[i]);
+  };
+  read(window);
+  return documents;
 }"""
 
 _TABLE_JS = """table => {
@@ -92,6 +105,18 @@ _TABLE_JS = """table => {
     return record;
   });
 }"""
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One document on the screen, the window's or a frame's, as the app's signals see it."""
+
+    url: str
+    title: str
+    found: frozenset[str]
+    """Which of the app's signal phrases it shows."""
+    status: int | None
+    """The HTTP status of the navigation that loaded it, when klerk saw that navigation."""
 
 
 class LoginRefusedError(AppUnavailableError):
@@ -204,16 +229,57 @@ class GenericSession:
         self._pending: set[asyncio.Future[None]] = set()
         signals = (self.app.logged_in, self.app.session_expired, self.app.busy, self.app.failing)
         self._phrases = sorted({text for signal in signals for text in signal.texts})
+        self._frame_status: dict[Frame, int] = {}
+        """HTTP status of each frame's last navigation (the window's is `last_status`)."""
+        self._navigations: list[Frame] = []
+        """The frames that started a navigation, in order (cleared at every step)."""
+        self._frames_before: frozenset[Frame] = frozenset()
+        """The frames there were when the step began."""
+        self._loading: dict[Frame, asyncio.Future[None]] = {}
+        """The frames whose last navigation started and has not ended yet, with or without a
+        new document (commit, failure, a response without content, the frame gone)."""
+        self._drop_downs: dict[tuple[str, str], bool] = {}
+        """Whether the drop-down a `select` locator finds on a screen (URL) is a <select>."""
         context.set_default_timeout(self.app.timeout_ms)
         context.set_default_navigation_timeout(self.app.navigation_timeout_ms)
+        page.on("request", self._on_request)
         page.on("response", self._on_response)
+        page.on("requestfailed", self._on_request_failed)
+        page.on("framenavigated", self._navigation_ended)
+        page.on("framedetached", self._on_frame_detached)
         page.on("dialog", self._on_dialog)
+
+    def _on_request(self, request: Request) -> None:
+        if request.is_navigation_request():
+            frame = request.frame
+            self._navigations.append(frame)
+            self._navigation_ended(frame)  # a new one (or the next hop of a redirect) replaces it
+            self._loading[frame] = asyncio.get_running_loop().create_future()
+
+    def _on_request_failed(self, request: Request) -> None:
+        if request.is_navigation_request():
+            self._navigation_ended(request.frame)
+
+    def _navigation_ended(self, frame: Frame) -> None:
+        loading = self._loading.pop(frame, None)
+        if loading is not None and not loading.done():
+            loading.set_result(None)
 
     def _on_response(self, response: Response) -> None:
         request = response.request
-        if request.is_navigation_request() and request.frame.parent_frame is None:
-            self.last_status = response.status
-            self.last_url = response.url
+        if request.is_navigation_request():
+            frame = request.frame
+            if frame.parent_frame is None:
+                self.last_status = response.status
+                self.last_url = response.url
+            else:
+                self._frame_status[frame] = response.status
+            if response.status in (204, 205):  # no content: the frame keeps its document
+                self._navigation_ended(frame)
+
+    def _on_frame_detached(self, frame: Frame) -> None:
+        self._frame_status.pop(frame, None)
+        self._navigation_ended(frame)
 
     def _on_dialog(self, dialog: Any) -> None:
         self.dialogs.append((str(dialog.type), redact(dialog.message)))
@@ -242,42 +308,73 @@ class GenericSession:
             raise AppUnavailableError(f"login failed: {exc}") from None
         finally:
             self.logging_in = False
-        url, _title, found = await self.page_state()
+        documents = await self.page_state()
         wanted = self.app.logged_in
         positive = bool(wanted.texts or wanted.url_contains)
-        if _matches(self.app.session_expired, url, found, None) or (
-            positive and not _matches(wanted, url, found, self.last_status)
+        if _shown(self.app.session_expired, documents, status=False) or (
+            positive and not _shown(wanted, documents)
         ):
             raise LoginRefusedError(
-                f"login to {self.app.name} failed: still on {_path(url)} after logging in; "
-                "check the credentials"
+                f"login to {self.app.name} failed: still on {_path(self.page.url)} after "
+                "logging in; check the credentials"
             )
 
-    async def page_state(self) -> tuple[str, str, frozenset[str]]:
-        """URL and title of the current page, and which of the app's signal phrases it shows."""
+    async def page_state(self) -> list[Shown]:
+        """What the window shows, its own document first and then each frame's: URL, title,
+        which of the app's signal phrases, and the HTTP status that loaded it."""
+        statuses = {
+            frame.url: self._frame_status[frame]
+            for frame in self.page.frames
+            if frame in self._frame_status
+        }
         try:
-            url, title, found = await self.page.evaluate(_PAGE_STATE_JS, self._phrases)
-        except PlaywrightError:
-            return self.page.url, "", frozenset()
-        return str(url), str(title), frozenset(found)
+            read = await self.page.evaluate(_PAGE_STATE_JS, self._phrases)
+        except PlaywrightError:  # the window is between two documents: the URLs still tell
+            read = [[frame.url, "", []] for frame in self.page.frames]
+        documents = [
+            Shown(str(url), str(title), frozenset(found), statuses.pop(str(url), None))
+            for url, title, found in read
+        ]
+        if documents:
+            window = documents[0]
+            documents[0] = Shown(window.url, window.title, window.found, self.last_status)
+        # frames of another origin, which the page cannot read: their status still counts
+        documents += [Shown(url, "", frozenset(), status) for url, status in statuses.items()]
+        return documents
 
-    async def check_page(self) -> None:
-        """Raise AppUnavailableError on a page of an expired session, or a busy or failing app."""
-        url, title, found = await self.page_state()
-        status = self.last_status
-        where = _path(url)
-        if not self.logging_in and _matches(self.app.session_expired, url, found, status):
-            raise SessionExpiredError(f"session expired (at {where})")
+    async def check_page(self, *, everywhere: bool = False) -> None:
+        """Raise AppUnavailableError when the window, or a frame this step loaded a new page
+        in, shows a page of an expired session, or of a busy or failing app. With `everywhere`
+        (to explain a step that failed) every frame counts.
+
+        A frame that came with a new window document (the menu of a frameset that login
+        opened) is part of that page, not of the step's work: its own trouble is the app's
+        business until a step loads a page in it.
+        """
+        documents = await self.page_state()
+        if not everywhere:
+            loaded = {
+                frame.url
+                for frame in self._navigations
+                if frame in self._frames_before and not frame.is_detached()
+            }
+            documents = documents[:1] + [shown for shown in documents[1:] if shown.url in loaded]
+        expired = _shown(self.app.session_expired, documents)
+        if expired is not None and not self.logging_in:
+            raise SessionExpiredError(f"session expired (at {_path(expired.url)})")
         # a busy or failing page leaves a logged-in session as it was: retry without a new login
         session_ok = not self.logging_in
-        if _matches(self.app.busy, url, found, status):
+        busy = _shown(self.app.busy, documents)
+        if busy is not None:
             raise AppUnavailableError(
-                f"{self.app.name} is busy (at {where})", session_ok=session_ok
+                f"{self.app.name} is busy (at {_path(busy.url)})", session_ok=session_ok
             )
-        if _matches(self.app.failing, url, found, status):
+        failing = _shown(self.app.failing, documents)
+        if failing is not None:
+            what = f"HTTP {failing.status}" if failing.status is not None else "an error page"
             raise AppUnavailableError(
-                f"{self.app.name} failed: HTTP {status} at {where}"
-                + (f" ({title})" if title else ""),
+                f"{self.app.name} failed: {what} at {_path(failing.url)}"
+                + (f" ({failing.title})" if failing.title else ""),
                 session_ok=session_ok,
             )
 
@@ -288,13 +385,15 @@ class GenericSession:
         executor = _EXECUTORS[type(step)]
         timeout = step.timeout_ms
         seen = len(self.dialogs)
+        self._navigations.clear()
+        self._frames_before = frozenset(self.page.frames)
         try:
             try:
                 outcome = await executor(self, step, item, timeout)
             except (BusinessError, AppUnavailableError):
                 raise
             except PlaywrightTimeout as exc:
-                await self.check_page()
+                await self.check_page(everywhere=True)
                 raise BotError(await self._not_found(step, exc)) from None
             except PlaywrightError as exc:
                 message = str(exc).splitlines()[0]
@@ -302,7 +401,7 @@ class GenericSession:
                     raise AppUnavailableError(
                         f"{self.app.name} cannot be reached at {self.bot.base_url}: {message}"
                     ) from None
-                await self.check_page()
+                await self.check_page(everywhere=True)
                 raise BotError(
                     f"{kind_of(step)} failed on page {_path(self.page.url)}: {message}"
                 ) from None
@@ -346,10 +445,22 @@ class GenericSession:
 
     def locate(self, locator: Locator) -> PwLocator:
         """The Playwright locator for an element as the definition names it."""
-        root: Page | FrameLocator = self.page
-        if locator.frame:
-            root = self.page.frame_locator(_frame_selector(locator.frame)).first
-        return locate(self.page, root, locator)
+        return locate(self.page, self.root(locator.frame), locator)
+
+    def root(self, frame: str | None) -> Page | Frame | FrameLocator:
+        """Where to look for an element: the page, or the frame that `frame` names.
+
+        A frame on the page now is used itself: found without asking the browser, and its
+        elements are found directly, not through the window's document on every call. It stays
+        valid while it navigates; a frame not there yet (or detached) is looked for through a
+        frame locator, which waits for it to appear.
+        """
+        if not frame:
+            return self.page
+        found = find_frame(self.page, frame)
+        if found is not None and not found.is_detached():
+            return found
+        return self.page.frame_locator(_frame_selector(frame)).first
 
     async def present(self, locator: Locator) -> bool:
         """Whether the element is on the page now (visible), without waiting for it."""
@@ -360,14 +471,32 @@ class GenericSession:
         except PlaywrightError:
             return False
 
-    async def settle(self, frame: str | None = None) -> None:
-        """After a click or key press: wait for a started navigation (of the window and of the
-        element's frame: a link in a frame loads its page there), then check the page."""
+    def navigations(self) -> int:
+        """A mark for `settle`: how many navigations klerk has seen start during this step."""
+        return len(self._navigations)
+
+    async def settle(self, since: int) -> None:
+        """After a click or key press: wait for the navigations it started (seen since the mark
+        `since`; of the window, of the element's frame, of another frame a link targets) to
+        load their document, then check the page and its frames.
+
+        A navigation shows itself by its request, which comes before the frame's document is
+        replaced, so a step that started none has nothing to wait for and asks nothing. Then
+        the new document must arrive (Playwright waits for that in the window only) and be
+        parsed; a navigation that ends without one (it failed, or gave no content) ends the wait.
+        """
+        clock = asyncio.get_running_loop()
+        deadline = clock.time() + self.app.navigation_timeout_ms / 1000
+        while True:  # again after each wait: a redirect, or another frame, starts a new one
+            started = dict.fromkeys(self._navigations[since:])  # each once, in order
+            loading = [self._loading[frame] for frame in started if frame in self._loading]
+            if not loading or clock.time() >= deadline:
+                break
+            await asyncio.wait(loading, timeout=deadline - clock.time())
         with contextlib.suppress(PlaywrightError):
-            await self.page.wait_for_load_state("domcontentloaded")
-            target = find_frame(self.page, frame) if frame else None
-            if target is not None:
-                await target.wait_for_load_state("domcontentloaded")
+            for frame in started:
+                if not frame.is_detached():
+                    await frame.wait_for_load_state("domcontentloaded")
         await self.check_page()
 
     async def call(self, action: str, args: Mapping[str, Any], item: ItemContext) -> Any:
@@ -376,10 +505,10 @@ class GenericSession:
         try:
             return await function(self, dict(args))
         except PlaywrightTimeout:
-            await self.check_page()
+            await self.check_page(everywhere=True)
             raise BotError(f"action {action} timed out on page {_path(self.page.url)}") from None
         except PlaywrightError as exc:
-            await self.check_page()
+            await self.check_page(everywhere=True)
             raise BotError(f"action {action} failed: {str(exc).splitlines()[0]}") from None
 
     # --- evidence ----------------------------------------------------------------------------
@@ -420,13 +549,18 @@ class GenericSession:
         # the trace first, so that the screenshot is not in it
         trace = await self._keep_trace(folder / f"{name}.trace.zip") if self.tracing else None
         path = folder / f"{name}.png"
-        masks = evidence_masks(self.page, self.bot.options.mask_labels)
-        try:
-            await self.page.screenshot(path=path, full_page=True, mask=masks, timeout=10_000)
-        except PlaywrightError as exc:
-            logger.warning("no screenshot for {}: {}", name, str(exc).splitlines()[0])
-            return [trace] if trace else []
-        return [path, trace] if trace else [path]
+        for tries_left in (1, 0):  # a page caught navigating loses frames under the masks
+            masks = evidence_masks(self.page, self.bot.options.mask_labels)
+            try:
+                await self.page.screenshot(path=path, full_page=True, mask=masks, timeout=10_000)
+                return [path, trace] if trace else [path]
+            except PlaywrightError as exc:
+                if tries_left:
+                    with contextlib.suppress(PlaywrightError):
+                        await self.page.wait_for_load_state("domcontentloaded", timeout=2_000)
+                    continue
+                logger.warning("no screenshot for {}: {}", name, str(exc).splitlines()[0])
+        return [trace] if trace else []
 
     async def _keep_trace(self, target: Path) -> Path | None:
         """Stop tracing and keep the trace at `target` with every text in it redacted.
@@ -506,11 +640,26 @@ async def _select(
     session: GenericSession, step: SelectStep, item: ItemContext, timeout: int | None
 ) -> StepOutcome:
     args = step.select
-    target = session.locate(args)
-    tag = await target.evaluate("el => el.tagName", timeout=timeout)
-    if tag != "SELECT":
-        await _choose_in_widget(session, target, args, timeout)
-        return StepOutcome()
+    root = session.root(args.frame)
+    target = locate(session.page, root, args)
+    # Whether the element is a <select> is asked once per locator and screen (the URL without
+    # its query): the same screen has the same kind of drop-down. Unknown through a frame
+    # locator, whose document is not known here: asked every time.
+    screen = _screen(root)
+    where = (args.model_dump_json(exclude={"value", "by"}), screen)
+    is_select = session._drop_downs.get(where) if screen else None
+    if is_select is None:
+        is_select = await target.evaluate("el => el.tagName", timeout=timeout) == "SELECT"
+        if screen:
+            session._drop_downs[where] = is_select
+    if is_select:
+        return await _select_option(target, args, timeout)
+    await _choose_in_widget(session, root, target, args, timeout)
+    return StepOutcome()
+
+
+async def _select_option(target: PwLocator, args: SelectArgs, timeout: int | None) -> StepOutcome:
+    """Choose in a real <select>, by the option's label or value."""
     if args.by == "value":
         chosen = await target.select_option(value=args.value, timeout=timeout)
     else:
@@ -521,14 +670,16 @@ async def _select(
 
 
 async def _choose_in_widget(
-    session: GenericSession, widget: PwLocator, args: SelectArgs, timeout: int | None
+    session: GenericSession,
+    scope: Page | Frame | FrameLocator,
+    widget: PwLocator,
+    args: SelectArgs,
+    timeout: int | None,
 ) -> None:
     """A drop-down built from divs or a list (role combobox, or any element that opens a
-    list): open it, then click the option that reads `value`, as a person would."""
+    list): open it, then click the option in `scope` that reads `value`, as a person would."""
     await widget.click(timeout=timeout)
     exact = re.compile(rf"^\s*{re.escape(args.value)}\s*$")
-    root = session.page.frame_locator(_frame_selector(args.frame)).first if args.frame else None
-    scope = root or session.page
     listed_options = scope.get_by_role("option").or_(scope.locator("li, [role=menuitem]"))
     choice = listed_options.filter(has_text=exact).filter(visible=True).first
     try:
@@ -576,16 +727,18 @@ async def _check(
 async def _click(
     session: GenericSession, step: ClickStep, item: ItemContext, timeout: int | None
 ) -> StepOutcome:
+    since = session.navigations()
     await session.locate(step.click).click(timeout=timeout)
-    await session.settle(step.click.frame)
+    await session.settle(since)
     return StepOutcome()
 
 
 async def _press(
     session: GenericSession, step: PressStep, item: ItemContext, timeout: int | None
 ) -> StepOutcome:
+    since = session.navigations()
     await session.locate(step.press).press(step.press.key, timeout=timeout)
-    await session.settle(step.press.frame)
+    await session.settle(since)
     return StepOutcome()
 
 
@@ -613,7 +766,7 @@ async def _expect(
     try:
         await _wait(session, step.expect, timeout)
     except PlaywrightTimeout:
-        await session.check_page()
+        await session.check_page(everywhere=True)
         args = step.expect
         what = (
             args.element.describe()
@@ -669,8 +822,9 @@ async def _extract_table(
         next_link = session.locate(args.next)
         if not await next_link.count():
             break
+        since = session.navigations()
         await next_link.click(timeout=timeout)
-        await session.settle(args.next.frame)
+        await session.settle(since)
     return StepOutcome(outputs={args.into: rows}, detail=f"{len(rows)} rows from {pages} pages")
 
 
@@ -691,7 +845,7 @@ async def _download(
     except PlaywrightTimeout:
         if not clicked:
             raise
-        await session.check_page()
+        await session.check_page(everywhere=True)
         raise BotError(
             f"no download came within {waited} ms after clicking {args.click.describe()} "
             f"on page {where} (download into {args.into!r})"
@@ -742,12 +896,16 @@ def _dialogs_shown(dialogs: list[tuple[str, str]]) -> str:
     return "; ".join(f"the app showed {kind} {text!r} (dismissed)" for kind, text in dialogs)
 
 
-def _matches(signal: PageSignal, url: str, found: frozenset[str], status: int | None) -> bool:
-    if status is not None and status in signal.status:
-        return True
-    if any(part in url for part in signal.url_contains):
-        return True
-    return any(phrase in found for phrase in signal.texts)
+def _shown(signal: PageSignal, documents: Sequence[Shown], *, status: bool = True) -> Shown | None:
+    """The first document (the window's, then the frames') that shows `signal`, if one does."""
+    for document in documents:
+        if status and document.status is not None and document.status in signal.status:
+            return document
+        if any(part in document.url for part in signal.url_contains):
+            return document
+        if any(phrase in document.found for phrase in signal.texts):
+            return document
+    return None
 
 
 def _frame_selector(frame: str) -> str:
@@ -758,6 +916,14 @@ def _frame_selector(frame: str) -> str:
         for attribute, match in (("name", "="), ("src", "*="))
         for tag in ("frame", "iframe")
     )
+
+
+def _screen(root: Page | Frame | FrameLocator) -> str:
+    """The URL of the document `root` shows, without its query and fragment ('' if unknown)."""
+    if isinstance(root, FrameLocator):
+        return ""
+    parsed = urlparse(root.url)
+    return f"{parsed.scheme}://{parsed.netloc}{parsed.path}"
 
 
 def _path(url: str) -> str:

@@ -145,14 +145,18 @@ def test_next_to_fills_the_same_field_when_its_name_changes_on_every_load(
 def test_regions_and_captions_work_inside_a_frame(chromium: Chromium, page: Page) -> None:
     inner = legacy_page().replace('"', "&quot;")
     chromium.run(page.set_content(f'<iframe name="werk" srcdoc="{inner}"></iframe>'))
-    root = page.frame_locator("iframe[name=werk]").first
-    for named, expected in [
-        ({"role": "link", "name": "Bekijken", "near": "Actie", "in_row_with": "Z-10"}, "z10"),
-        ({"next_to": "Aanvraagnummer"}, "nummer"),
-        ({"label": "Straat", "near": "Factuuradres"}, "straat2"),
-    ]:
-        element = locate(page, root, Locator(**named))
-        assert chromium.run(element.get_attribute("data-t", timeout=2000)) == expected, named
+    frame = page.frame(name="werk")
+    assert frame is not None
+    chromium.run(frame.wait_for_load_state())
+    # through a frame locator (a frame not there yet) and through the Frame itself
+    for root in (page.frame_locator("iframe[name=werk]").first, frame):
+        for named, expected in [
+            ({"role": "link", "name": "Bekijken", "near": "Actie", "in_row_with": "Z-10"}, "z10"),
+            ({"next_to": "Aanvraagnummer"}, "nummer"),
+            ({"label": "Straat", "near": "Factuuradres"}, "straat2"),
+        ]:
+            element = locate(page, root, Locator(**named))
+            assert chromium.run(element.get_attribute("data-t", timeout=2000)) == expected, named
 
 
 def test_a_missed_label_on_a_form_without_labels_suggests_the_caption_next_to_the_field(
@@ -244,12 +248,12 @@ def test_a_screenshot_hides_fields_and_personal_captions_in_every_frame(
     png = chromium.run(page.screenshot(full_page=True, mask=masks))
 
     async def centres() -> dict[str, tuple[float, float]]:
-        found = {}
+        found: dict[str, tuple[float, float]] = {}
         for scope in (page, frame):
             for element in await scope.locator("[data-t]").all():
                 box = await element.bounding_box()
                 assert box is not None
-                found[await element.get_attribute("data-t")] = (
+                found[str(await element.get_attribute("data-t"))] = (
                     box["x"] + box["width"] / 2,
                     box["y"] + box["height"] / 2,
                 )
