@@ -6,8 +6,9 @@ input names that change on every load, a frameset with the menu on top, a calend
 a div-based dropdown, a file upload, a modal that asks before submitting, and a list with
 its own paging. A session ends after `session_lifetime` idle seconds; a page asked for after
 that leads to the login page saying so. Requests live in memory; `GET /api/aanvragen`,
-`POST /api/reset` and `POST /api/faults` (`{"session_lifetime": 2}`) serve the tests without
-a session.
+`POST /api/reset` and `POST /api/faults` (`{"session_lifetime": 2}`, or
+`{"http_500": {"/aanvraag": 1}}` for a crash on the next request of a page) serve the tests
+without a session.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ from dataclasses import asdict, dataclass
 from starlette.applications import Starlette
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
 from demo import afval_pages as pages
@@ -100,6 +107,8 @@ class Afvalcontainers:
     ) -> None:
         self._lock = threading.Lock()
         self.session_lifetime = _lifetime(session_lifetime)
+        self.http_500: dict[str, int] = {}
+        """Page path → how many of its next requests crash with HTTP 500."""
         self._requests = seed_requests()
         self._next_number = len(self._requests) + 1
         self.sessions = SessionStore()
@@ -134,6 +143,9 @@ class Afvalcontainers:
         says the session expired when the browser still had one)."""
 
         async def endpoint(request: Request) -> Response:
+            if self._crashes(request.url.path):
+                # what Starlette answers when a handler raises, without a traceback in the log
+                return PlainTextResponse("Internal Server Error", status_code=500)
             session_id = request.cookies.get(SESSION_COOKIE)
             found = self.sessions.find(session_id, self.session_lifetime) if session_id else None
             if found is None:
@@ -145,6 +157,14 @@ class Afvalcontainers:
             return await handler(request, found)
 
         return endpoint
+
+    def _crashes(self, path: str) -> bool:
+        """Whether this request of `path` is one that the `http_500` fault makes crash."""
+        with self._lock:
+            left = self.http_500.get(path, 0)
+            if left:
+                self.http_500[path] = left - 1
+            return left > 0
 
     # -- login and logout ------------------------------------------------------------------
 
@@ -300,20 +320,29 @@ class Afvalcontainers:
 
     async def api_faults(self, request: Request) -> Response:
         """GET /api/faults: what can be switched, as it is now."""
-        return JSONResponse({"session_lifetime": self.session_lifetime})
+        return JSONResponse(self._faults())
+
+    def _faults(self) -> dict[str, object]:
+        with self._lock:
+            return {"session_lifetime": self.session_lifetime, "http_500": dict(self.http_500)}
 
     async def api_set_faults(self, request: Request) -> Response:
-        """POST /api/faults: `{"session_lifetime": seconds}`, the one switch (the input names
-        change on every load regardless); anything else is refused."""
+        """POST /api/faults: `{"session_lifetime": seconds}`, and `{"http_500": {path: n}}`: the
+        next n requests of each page path crash with HTTP 500 (`{}` for none). The input names
+        change on every load regardless; anything else is refused."""
         try:
             changes = json.loads(await request.body() or b"{}")
-            if not isinstance(changes, dict) or set(changes) - {"session_lifetime"}:
-                raise ValueError("Afvalcontainers can only switch session_lifetime")
+            if not isinstance(changes, dict) or set(changes) - {"session_lifetime", "http_500"}:
+                raise ValueError("Afvalcontainers can only switch session_lifetime and http_500")
             if "session_lifetime" in changes:
                 self.session_lifetime = _lifetime(changes["session_lifetime"])
+            if "http_500" in changes:
+                crashes = _crashes(changes["http_500"])
+                with self._lock:
+                    self.http_500 = crashes
         except ValueError as problem:
             return JSONResponse({"ok": False, "error": str(problem)}, status_code=400)
-        return JSONResponse({"session_lifetime": self.session_lifetime})
+        return JSONResponse(self._faults())
 
 
 def check_request(values: dict[str, str]) -> str | None:
@@ -343,6 +372,16 @@ def _lifetime(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ValueError(f"session_lifetime must be a positive number of seconds, not {value!r}")
     return float(value)
+
+
+def _crashes(value: object) -> dict[str, int]:
+    """The `http_500` fault: page paths to a number of requests, else ValueError."""
+    if not isinstance(value, dict) or not all(
+        isinstance(path, str) and path.startswith("/") and type(times) is int and times >= 0
+        for path, times in value.items()
+    ):
+        raise ValueError(f"http_500 must map page paths to a number of requests, not {value!r}")
+    return dict(value)
 
 
 def _format_postcode(postcode: str) -> str:
