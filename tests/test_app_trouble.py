@@ -243,11 +243,12 @@ def test_a_session_that_ended_while_the_bot_waited_costs_a_login_not_an_attempt(
     rows = aanvragen(5, seed=88, bad_rows=False, prefix="PZ-")
     intake = write_intake(klerk.home / "pauze.xlsx", rows)
     task = _task(klerk, "{attempts: 1}")  # any failure that counts is a system error
-    demo_app.faults(latency_ms=150, session_lifetime=2.0)
+    # a lifetime long enough that a loaded machine's pauses between items do not end it too
+    demo_app.faults(latency_ms=150, session_lifetime=5.0)
 
     process = klerk.start("run", str(task), "--input", str(intake))
     # the runner stands still (a laptop's lid closed) until the app has ended its session
-    out, err = stand_still(process, lambda: _entered(demo_app.url), 3.5)
+    out, err = stand_still(process, lambda: _entered(demo_app.url), 6.5)
 
     assert process.returncode == 0, out + err
     results = read_results(klerk.home / "pauze-resultaten.xlsx")
