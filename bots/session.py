@@ -485,6 +485,10 @@ class GenericSession:
         the new document must arrive (Playwright waits for that in the window only) and be
         parsed; a navigation that ends without one (it failed, or gave no content) ends the wait.
         """
+        if len(self._navigations) == since:
+            # a form's submit is queued in the page when the click returns: let it start first
+            with contextlib.suppress(PlaywrightError):
+                await self.page.evaluate("() => new Promise(done => setTimeout(done, 0))")
         clock = asyncio.get_running_loop()
         deadline = clock.time() + self.app.navigation_timeout_ms / 1000
         while True:  # again after each wait: a redirect, or another frame, starts a new one
